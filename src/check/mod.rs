@@ -1,0 +1,1 @@
+//! Checks: pure functions that judge recorded requests against the fault timeline.

@@ -1,0 +1,1 @@
+//! The local P/D serving stack (router, prefill and decode as separate processes) to break.
