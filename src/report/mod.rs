@@ -1,1 +1,3 @@
 //! Reports built from a run's records, timeline and verdicts.
+
+pub mod layout;
