@@ -9,6 +9,11 @@
 
 pub mod chunk;
 pub mod client;
+pub mod engine;
 pub mod metrics;
+pub mod prompts;
 pub mod record;
 pub mod tracker;
+
+pub use engine::{LoadConfig, LoadError, run};
+pub use metrics::{Summary, Window, summarize};
