@@ -7,12 +7,15 @@
 //!
 //! Record first, judge afterwards: the engine only produces [`record::RequestRecord`]s.
 
+pub mod bench;
 pub mod chunk;
 pub mod client;
 pub mod engine;
 pub mod metrics;
+pub mod output;
 pub mod prompts;
 pub mod record;
+pub mod scripted;
 pub mod tracker;
 
 pub use engine::{LoadConfig, LoadError, run};
