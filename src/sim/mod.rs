@@ -12,9 +12,14 @@
 
 pub mod cache;
 pub mod engine;
+pub mod health;
 pub mod kv;
 pub mod metrics;
 pub mod node;
+pub mod proc;
 pub mod profile;
 pub mod protocol;
+pub mod router;
+pub mod stack;
 pub mod tokens;
+pub mod wiring;
