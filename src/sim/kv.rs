@@ -109,7 +109,8 @@ impl KvStore {
         let mut sock = reader.into_inner();
         let line = line.trim();
         if line == "PING" {
-            return sock.write_all(b"PONG\n").await;
+            sock.write_all(b"PONG\n").await?;
+            return linger(sock).await;
         }
         let Some(room) = line
             .strip_prefix("KV ")
@@ -139,8 +140,23 @@ impl KvStore {
         sock.flush().await?;
         Metrics::add(&self.metrics.kv_bytes_transferred, bytes);
         Metrics::inc(&self.metrics.kv_transfers);
-        Ok(())
+        linger(sock).await
     }
+}
+
+/// Keeps the connection open until the peer closes it: a proxy in between (a latency toxic)
+/// may deliver our close before our data, so the reader, not the writer, ends the connection.
+async fn linger(mut sock: TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(n) = sock.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 /// Why a KV fetch failed (the decode side reports it to the router).

@@ -172,6 +172,19 @@ async fn create_one(p: &Proxies, mut json: ProxyJson) -> Result<ProxyJson, Respo
         return Err(err(StatusCode::CONFLICT, "proxy already exists"));
     }
     json.toxics.clear();
+    // Toxiproxy accepts port 0 and reports the port it bound; pick a free one the same way.
+    if json.listen.ends_with(":0") {
+        let free = std::net::TcpListener::bind(json.listen.as_str()).and_then(|l| l.local_addr());
+        match free {
+            Ok(a) => json.listen = a.to_string(),
+            Err(e) => {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    format!("listen {}: {e}", json.listen),
+                ));
+            }
+        }
+    }
     let running = if json.enabled {
         Some(
             start(&json)
