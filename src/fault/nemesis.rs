@@ -61,6 +61,14 @@ pub struct Nemesis {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Nemesis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nemesis")
+            .field("links", &self.inner.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Nemesis {
     /// A nemesis over a local (or process-level) deployment and its Toxiproxy, if any.
     pub fn new(

@@ -307,6 +307,13 @@ impl RouterState {
                     }
                 }
                 r = &mut decode => break r,
+                // A prefill node that hangs (paused, sockets open) never answers: give up on it
+                // as soon as the health checks mark it down, instead of waiting for the KV timeout.
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                    if !prefill_done && !p.is_healthy() && !self.cfg.breaks.no_fallback_on_prefill_death {
+                        return Attempt::PrefillFailed("prefill node stopped answering health checks".into());
+                    }
+                }
             }
         };
         match d_resp {
