@@ -11,7 +11,6 @@ use pdchaos::load::{self, LoadConfig, Summary};
 use pdchaos::pd::Role;
 use pdchaos::sim::proc;
 use pdchaos::sim::stack::{Stack, StackConfig};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -272,77 +271,4 @@ fn killed_runner_leaves_a_journal_that_heal_cleans_up() {
     );
     victim.kill().unwrap();
     victim.wait().unwrap();
-}
-
-/// The Python interpreter with toxiproxy-python: $PDCHAOS_PYTHON, the repo's .venv, or a venv
-/// made here (PyPI is one of the registries this project may use).
-fn python_with_toxiproxy() -> PathBuf {
-    if let Ok(p) = std::env::var("PDCHAOS_PYTHON") {
-        return p.into();
-    }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = repo.join(".venv");
-    let py = venv.join("bin/python");
-    let ok = |p: &PathBuf| {
-        Command::new(p)
-            .args(["-c", "import toxiproxy"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ok(&py) {
-        let made = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status();
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "toxiproxy-python==0.1.1"])
-            .status();
-        assert!(
-            made.is_ok_and(|s| s.success()) && pip.is_ok_and(|s| s.success()) && ok(&py),
-            "cannot install toxiproxy-python into {}: run .ci/run's install step",
-            venv.display()
-        );
-    }
-    py
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_published_python_client_drives_the_embedded_server() {
-    let py = python_with_toxiproxy();
-    let api = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut server = tokio::process::Command::new(BIN)
-        .args(["toxiproxy", "--listen", &api.to_string()])
-        .kill_on_drop(true)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up_addr = upstream.local_addr().unwrap();
-    tokio::spawn(async move { while upstream.accept().await.is_ok() {} });
-    let client = pdchaos::fault::toxiproxy::ToxiproxyClient::new(format!("http://{api}"));
-    for _ in 0..100 {
-        if client.version().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/toxiproxy_client.py");
-    let out = tokio::process::Command::new(py)
-        .arg(script)
-        .arg(api.port().to_string())
-        .arg(up_addr.to_string())
-        .output()
-        .await
-        .unwrap();
-    let _ = server.kill().await;
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

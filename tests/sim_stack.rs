@@ -96,7 +96,7 @@ async fn cutting_the_kv_link_degrades_and_healing_it_recovers() {
         .find(|l| l.link == Link::DecodePrefillKv)
         .unwrap();
     let toxi = ToxiproxyClient::new(s.toxiproxy_api().unwrap());
-    toxi.set_enabled(&kv.proxy, false).await.unwrap();
+    toxi.disable(&kv.proxy).await.unwrap();
     toxi.verify_enabled(&kv.proxy, false).await.unwrap();
     s.wait_mode("decode-only", Duration::from_secs(5))
         .await
@@ -104,7 +104,7 @@ async fn cutting_the_kv_link_degrades_and_healing_it_recovers() {
     let sum = burst(&s, 8).await;
     assert_eq!(sum.requests.ok, 8, "{:?}", sum.outcomes);
     assert_eq!(sum.modes.get("decode-only"), Some(&8), "{:?}", sum.modes);
-    toxi.set_enabled(&kv.proxy, true).await.unwrap();
+    toxi.enable(&kv.proxy).await.unwrap();
     s.wait_mode("disaggregated", Duration::from_secs(5))
         .await
         .expect("recovers");

@@ -114,9 +114,12 @@ pub struct HealArgs {
     python3 -c 'from toxiproxy import Toxiproxy; t = Toxiproxy(); print(t.version())'"
 )]
 pub struct ToxiproxyArgs {
-    /// Address of the REST API (Toxiproxy's default port is 8474).
+    /// Address of the REST API (Toxiproxy's default port is 8474; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8474")]
-    pub listen: std::net::SocketAddr,
+    pub listen: String,
+    /// JSON array of proxies to create at start: [{"name","listen","upstream","enabled"?}].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 pub async fn run(cmd: FaultCommand) -> anyhow::Result<i32> {
@@ -300,10 +303,5 @@ pub async fn heal(args: HealArgs) -> anyhow::Result<i32> {
 
 pub async fn toxiproxy(args: ToxiproxyArgs) -> anyhow::Result<i32> {
     crate::sim::proc::die_with_parent();
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| bad_input(format!("--listen {}: {e}", args.listen)))?;
-    eprintln!("toxiproxy API on http://{}", args.listen);
-    crate::fault::toxiproxy::server::serve(listener).await?;
-    Ok(0)
+    crate::fault::toxiproxy::cli::run(&args.listen, args.config.as_deref()).await
 }

@@ -12,7 +12,7 @@ use crate::fault::model::{
     FaultId, FaultKind, FaultPhase, FaultSpec, FaultTarget, LinkProxy, TimelineEvent, Undo,
 };
 use crate::fault::toxiproxy::ToxiproxyClient;
-use crate::fault::toxiproxy::api::ToxicJson;
+use crate::fault::toxiproxy::api::ToxicInfo;
 use crate::pd::Role;
 use crate::sim::proc;
 use std::collections::BTreeMap;
@@ -326,7 +326,7 @@ impl Nemesis {
             FaultKind::Partition => {
                 for p in self.proxies(id, &spec.target)? {
                     self.toxi(id)?
-                        .set_enabled(&p, false)
+                        .disable(&p)
                         .await
                         .map_err(|e| fail(e.to_string()))?;
                 }
@@ -336,7 +336,7 @@ impl Nemesis {
                 stream,
                 toxicity,
             } => {
-                let t = ToxicJson {
+                let t = ToxicInfo {
                     name: toxic_name(id),
                     toxic: toxic.clone(),
                     stream: *stream,
@@ -416,10 +416,20 @@ impl Nemesis {
                         .map_err(|e| not(e.to_string()))?;
                 }
             }
-            FaultKind::Toxic { .. } => {
+            FaultKind::Toxic {
+                toxic,
+                stream,
+                toxicity,
+            } => {
+                let t = ToxicInfo {
+                    name: toxic_name(id),
+                    toxic: toxic.clone(),
+                    stream: *stream,
+                    toxicity: *toxicity,
+                };
                 for p in self.proxies(id, &spec.target)? {
                     self.toxi(id)?
-                        .verify_toxic(&p, &toxic_name(id), true)
+                        .verify_toxic(&p, &t)
                         .await
                         .map_err(|e| not(e.to_string()))?;
                 }
@@ -542,7 +552,7 @@ pub async fn run_undo(u: &Undo, control: Option<&dyn NodeControl>) -> Result<(),
             )),
         },
         Undo::EnableProxy { api, proxy } => ToxiproxyClient::new(api)
-            .set_enabled(proxy, true)
+            .enable(proxy)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
@@ -550,7 +560,7 @@ pub async fn run_undo(u: &Undo, control: Option<&dyn NodeControl>) -> Result<(),
             match ToxiproxyClient::new(api).remove_toxic(proxy, toxic).await {
                 Ok(()) => Ok(()),
                 // Already gone is healed.
-                Err(crate::fault::toxiproxy::ToxiproxyError::Status { status: 404, .. }) => Ok(()),
+                Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => Ok(()),
                 Err(e) => Err(e.to_string()),
             }
         }
@@ -594,12 +604,13 @@ pub async fn verify_undo(u: &Undo, control: Option<&dyn NodeControl>) -> Result<
         Undo::EnableProxy { api, proxy } => ToxiproxyClient::new(api)
             .verify_enabled(proxy, true)
             .await
+            .map(|_| ())
             .map_err(|e| e.to_string()),
         Undo::RemoveToxic { api, proxy, toxic } => match ToxiproxyClient::new(api)
-            .verify_toxic(proxy, toxic, false)
+            .verify_toxic_absent(proxy, toxic)
             .await
         {
-            Err(crate::fault::toxiproxy::ToxiproxyError::Status { status: 404, .. }) => Ok(()),
+            Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => Ok(()),
             other => other.map_err(|e| e.to_string()),
         },
     }

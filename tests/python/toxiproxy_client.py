@@ -1,79 +1,110 @@
-"""Drives pdchaos's embedded Toxiproxy server with the published Python client, unchanged.
+"""Drive a Toxiproxy server with the published Python client (toxiproxy-python), as a user of
+real Toxiproxy would. Usage: toxiproxy_client.py API_HOST API_PORT UPSTREAM_HOST:PORT
+Exits non-zero with a message on the first mismatch; prints OK when everything held."""
 
-Usage: python toxiproxy_client.py API_PORT UPSTREAM_HOST:PORT
-Exits non-zero (with the failing check) if the server does not behave as Toxiproxy does.
-"""
 import socket
 import sys
-from contextlib import closing
+import time
 
 from toxiproxy import Toxiproxy
-from toxiproxy.api import APIConsumer
-from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
+from toxiproxy.exceptions import NotFound, ProxyExists
+
+TOXICS = [
+    ("latency", {"latency": 300, "jitter": 10}),
+    ("bandwidth", {"rate": 100}),
+    ("slow_close", {"delay": 100}),
+    ("timeout", {"timeout": 0}),
+    ("reset_peer", {"timeout": 50}),
+    ("slicer", {"average_size": 64, "size_variation": 8, "delay": 10}),
+    ("limit_data", {"bytes": 1000}),
+]
 
 
-def can_connect(listen):
+def check(cond, what):
+    if not cond:
+        print("FAIL: " + what, file=sys.stderr)
+        sys.exit(1)
+
+
+def echo_time(listen):
     host, port = listen.rsplit(":", 1)
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.settimeout(1)
-        return sock.connect_ex((host, int(port))) == 0
+    start = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"ping")
+        data = b""
+        while len(data) < 4:
+            chunk = sock.recv(4)
+            if not chunk:
+                break
+            data += chunk
+    check(data == b"ping", "echo through the proxy returned %r" % data)
+    return time.monotonic() - start
 
 
 def main():
-    port, upstream = int(sys.argv[1]), sys.argv[2]
-    APIConsumer.host, APIConsumer.port = "127.0.0.1", port
-    t = Toxiproxy()
-    assert t.version(), "version"
-    proxy = t.create(upstream=upstream, name="py-proxy")
-    assert proxy.listen.endswith(":0") is False, f"port 0 resolved: {proxy.listen}"
-    assert can_connect(proxy.listen), "proxy listens"
+    host, port, upstream = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    server = Toxiproxy()
+    server.update_api_consumer(host, port)
+    check(server.running(), "server not running")
+    check(server.version(), "no version")
+
+    proxy = server.create(upstream=upstream, name="py_echo", listen="127.0.0.1:0")
+    check(not proxy.listen.endswith(":0"), "listen not resolved: " + proxy.listen)
+    check("py_echo" in server.proxies(), "created proxy not listed")
     try:
-        t.create(upstream=upstream, name="py-proxy")
-        raise AssertionError("duplicate proxy accepted")
+        server.create(upstream=upstream, name="py_echo")
+        check(False, "duplicate proxy accepted")
     except ProxyExists:
         pass
-    toxics = [
-        ("latency", {"latency": 100, "jitter": 10}),
-        ("bandwidth", {"rate": 100}),
-        ("slow_close", {"delay": 100}),
-        ("timeout", {"timeout": 0}),
-        ("slicer", {"average_size": 10, "size_variation": 2, "delay": 100}),
-        ("limit_data", {"bytes": 1000}),
-    ]
-    for kind, attrs in toxics:
-        proxy.add_toxic(type=kind, attributes=attrs)
-        name = f"{kind}_downstream"
-        got = proxy.get_toxic(name)
-        assert got is not None and got.type == kind, f"{kind} listed"
-        assert got.attributes == attrs, f"{kind} attributes {got.attributes}"
-    proxy.add_toxic(type="latency", stream="upstream", name="up", toxicity=0.5, attributes={"latency": 5})
-    assert proxy.get_toxic("up").stream == "upstream"
-    assert len(proxy.toxics()) == len(toxics) + 1
-    for kind, _ in toxics:
-        assert proxy.destroy_toxic(f"{kind}_downstream")
-    assert set(proxy.toxics()) == {"up"}, proxy.toxics()
+
+    for kind, attrs in TOXICS:
+        for stream in ("upstream", "downstream"):
+            proxy.add_toxic(type=kind, stream=stream, toxicity=0.5, attributes=attrs)
+            name = "%s_%s" % (kind, stream)
+            toxic = proxy.get_toxic(name)
+            check(toxic is not None, name + " not listed after add")
+            check(toxic.type == kind and toxic.stream == stream, name + " wrong type/stream")
+            check(toxic.toxicity == 0.5, name + " toxicity %r" % toxic.toxicity)
+            for key, value in attrs.items():
+                check(toxic.attributes.get(key) == value, "%s.%s = %r" % (name, key, toxic.attributes.get(key)))
+            proxy.destroy_toxic(name)
+            check(proxy.get_toxic(name) is None, name + " still listed after remove")
+
     try:
-        proxy.add_toxic(type="reset_peer", attributes={"timeout": 0})
-        raise AssertionError("reset_peer should be refused by the embedded engine")
-    except InvalidToxic:
+        proxy.destroy_toxic("no_such_toxic")
+        check(False, "removing a missing toxic succeeded")
+    except NotFound:
         pass
+
+    base = echo_time(proxy.listen)
+    proxy.add_toxic(type="latency", attributes={"latency": 300})
+    slow = echo_time(proxy.listen)
+    check(slow >= 0.28, "latency toxic not in effect: %.3fs (base %.3fs)" % (slow, base))
+    print("echo %.1f ms, with 300 ms latency %.1f ms" % (base * 1000, slow * 1000))
+
     proxy.disable()
-    assert not t.get_proxy("py-proxy").enabled, "disabled reads back"
-    assert not can_connect(proxy.listen), "disabled proxy refuses connections"
+    check(server.get_proxy("py_echo").enabled is False, "proxy still enabled after disable")
+    try:
+        echo_time(proxy.listen)
+        check(False, "a disabled proxy accepted a connection")
+    except OSError:
+        pass
     proxy.enable()
-    assert can_connect(proxy.listen), "enabled again"
+    check(server.get_proxy("py_echo").enabled is True, "proxy not enabled after enable")
+
+    proxy.add_toxic(type="timeout", stream="upstream", attributes={"timeout": 0})
     proxy.disable()
-    assert t.reset()
-    after = t.get_proxy("py-proxy")
-    assert after.enabled, "reset re-enables"
-    assert after.toxics() == {}, "reset clears toxics in both directions"
-    assert t.destroy(after)
-    try:
-        t.get_proxy("py-proxy").toxics()
-        raise AssertionError("deleted proxy still there")
-    except (NotFound, AttributeError):
-        pass
-    print("python toxiproxy client: all checks passed")
+    check(server.reset(), "reset failed")
+    again = server.get_proxy("py_echo")
+    check(again.enabled is True, "reset did not re-enable the proxy")
+    check(again.toxics() == {}, "reset left toxics: %r" % list(again.toxics()))
+    check(echo_time(proxy.listen) < 0.25, "traffic still slow after reset")
+
+    made = server.populate([{"name": "py_pop", "upstream": upstream, "listen": "127.0.0.1:0"}])
+    check(len(made) == 1 and made[0].name == "py_pop", "populate returned %r" % made)
+    server.destroy_all()
+    check(server.proxies() == {}, "proxies left after destroy_all")
+    print("OK")
 
 
 if __name__ == "__main__":

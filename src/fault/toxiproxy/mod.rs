@@ -1,11 +1,13 @@
-//! Toxiproxy: the REST API server embedded in pdchaos, and the typed client the fault layer uses.
-//!
-//! The server (`pdchaos toxiproxy`) speaks Toxiproxy's REST API over the `noxious` crate's proxy
-//! engine, so the published Toxiproxy clients work against it unchanged and the same client code
-//! drives a real Toxiproxy in a cluster. Differences from Toxiproxy: `docs/toxiproxy.md`.
+//! Toxiproxy: the wire types of its REST API ([`api`]), an async typed client that checks every
+//! status and reads state back ([`client`]), and an embedded Toxiproxy-compatible server built on
+//! the `noxious` proxy engine ([`server`]) for local runs (`pdchaos toxiproxy`, [`cli`]).
 
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod server;
 
+pub use api::{ProxyInfo, ToxicInfo};
+
 pub use client::{ToxiproxyClient, ToxiproxyError};
+pub use server::{RunningServer, ServerError};
