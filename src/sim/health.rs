@@ -34,16 +34,20 @@ pub struct Worker {
     pub inflight: AtomicU64,
     /// Once marked down, never marked up again (a broken variant for honesty tests).
     pub latched_down: AtomicBool,
+    /// Has a health check ever succeeded? (A node still booting is not "down" for the latch.)
+    pub seen_up: AtomicBool,
 }
 
 impl Worker {
     pub fn new(spec: WorkerSpec) -> Arc<Worker> {
         Arc::new(Worker {
             spec,
-            healthy: AtomicBool::new(true),
+            // Unknown until the first health check answers.
+            healthy: AtomicBool::new(false),
             kv_link_ok: AtomicBool::new(true),
             inflight: AtomicU64::new(0),
             latched_down: AtomicBool::new(false),
+            seen_up: AtomicBool::new(false),
         })
     }
 
@@ -57,7 +61,10 @@ impl Worker {
 
     /// Records a health observation; `latch` keeps a node down forever once seen down.
     pub fn set_healthy(&self, up: bool, latch: bool) {
-        if !up && latch {
+        if up {
+            self.seen_up.store(true, Ordering::Relaxed);
+        }
+        if !up && latch && self.seen_up.load(Ordering::Relaxed) {
             self.latched_down.store(true, Ordering::Relaxed);
         }
         let up = up && !self.latched_down.load(Ordering::Relaxed);
@@ -65,7 +72,7 @@ impl Worker {
     }
 
     pub fn set_link(&self, ok: bool, latch: bool) {
-        if !ok && latch {
+        if !ok && latch && self.seen_up.load(Ordering::Relaxed) {
             self.latched_down.store(true, Ordering::Relaxed);
         }
         let ok = ok && !self.latched_down.load(Ordering::Relaxed);
