@@ -23,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod fault;
 pub mod load;
+pub mod net;
 pub mod pd;
 pub mod report;
 pub mod sim;

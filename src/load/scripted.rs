@@ -108,7 +108,7 @@ pub async fn serve() -> std::io::Result<SocketAddr> {
         .route("/v1/completions", post(handle))
         .with_state(());
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = crate::net::serve(listener, app).await;
     });
     Ok(addr)
 }

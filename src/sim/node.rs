@@ -93,7 +93,7 @@ pub async fn run(cfg: NodeConfig) -> std::io::Result<()> {
         .route("/status", get(status))
         .route("/kv_probe", get(kv_probe))
         .with_state(node);
-    axum::serve(listener, app).await
+    crate::net::serve(listener, app).await
 }
 
 fn error(status: StatusCode, kind: &str, message: String) -> Response {

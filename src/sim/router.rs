@@ -139,7 +139,7 @@ pub async fn run(cfg: RouterConfig) -> std::io::Result<()> {
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
         .with_state(state);
-    axum::serve(listener, app).await
+    crate::net::serve(listener, app).await
 }
 
 async fn chat(State(s): State<Arc<RouterState>>, Json(body): Json<Value>) -> Response {
