@@ -139,3 +139,21 @@ async fn a_repeated_prompt_hits_the_prefix_cache() {
     );
     s.shutdown().await;
 }
+
+/// A decode node paused (SIGSTOP) right after the router picked it holds the request's
+/// connection open and never answers; the router must give up on it once health checks mark it
+/// down and serve the request on the prefill side, not hang the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decode_paused_under_a_request_does_not_hang_it() {
+    let s = stack(1, 1).await;
+    let d = node(&s, Role::Decode);
+    s.pause(&d).await.unwrap();
+    // Sent before the health checks notice the pause, so it goes to the paused decode first.
+    let sum = tokio::time::timeout(Duration::from_secs(20), burst(&s, 1))
+        .await
+        .expect("request hung on a paused decode node");
+    assert_eq!(sum.requests.ok, 1, "{:?}", sum.outcomes);
+    assert_eq!(sum.modes.get("prefill-only"), Some(&1), "{:?}", sum.modes);
+    s.resume(&d).await.unwrap();
+    s.shutdown().await;
+}

@@ -220,16 +220,16 @@ async fn route(s: Arc<RouterState>, body: Value, path: &str) -> Response {
         }
         // Degraded: the decode side if any is up (it keeps the KV memory), else the prefill side.
         let decodes: Vec<&Arc<Worker>> = group.decode.iter().filter(|d| d.is_healthy()).collect();
-        if let Some(d) = s.pick(&decodes, "") {
-            if let Some(resp) = s.single(d, PdMode::DecodeOnly, &body, path, arrival).await {
-                return resp;
-            }
+        if let Some(d) = s.pick(&decodes, "")
+            && let Some(resp) = s.single(d, PdMode::DecodeOnly, &body, path, arrival).await
+        {
+            return resp;
         }
         let prefills: Vec<&Arc<Worker>> = group.prefill.iter().filter(|p| p.is_healthy()).collect();
-        if let Some(p) = s.pick(&prefills, &req.prompt_text) {
-            if let Some(resp) = s.single(p, PdMode::PrefillOnly, &body, path, arrival).await {
-                return resp;
-            }
+        if let Some(p) = s.pick(&prefills, &req.prompt_text)
+            && let Some(resp) = s.single(p, PdMode::PrefillOnly, &body, path, arrival).await
+        {
+            return resp;
         }
     }
     Metrics::inc(&s.metrics.requests_failed);
@@ -313,6 +313,10 @@ impl RouterState {
                     if !prefill_done && !p.is_healthy() && !self.cfg.breaks.no_fallback_on_prefill_death {
                         return Attempt::PrefillFailed("prefill node stopped answering health checks".into());
                     }
+                    // Same for a decode node paused after it was picked: its answer never comes.
+                    if !d.is_healthy() {
+                        return Attempt::DecodeFailed("decode node stopped answering health checks".into());
+                    }
                 }
             }
         };
@@ -346,13 +350,25 @@ impl RouterState {
         arrival: u64,
     ) -> Option<Response> {
         let fwd = protocol::with_arrival(body, arrival);
-        match self
+        let send = self
             .client
             .post(format!("{}{path}", w.spec.url))
             .json(&fwd)
-            .send()
-            .await
-        {
+            .send();
+        tokio::pin!(send);
+        // A worker paused after it was picked holds the connection open and never answers:
+        // give up on it once the health checks mark it down, so the next side can serve.
+        let sent = loop {
+            tokio::select! {
+                r = &mut send => break r,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                    if !w.is_healthy() {
+                        return None;
+                    }
+                }
+            }
+        };
+        match sent {
             Ok(r) if r.status().is_success() => {
                 match mode {
                     PdMode::DecodeOnly => Metrics::inc(&self.metrics.served_decode_only),
