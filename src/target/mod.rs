@@ -16,6 +16,8 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// The deployment a run acts on.
+// Parsed once per run: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     /// The embedded simulator started by the runner on loopback.
