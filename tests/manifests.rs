@@ -242,3 +242,158 @@ fn dockerfile_is_multi_stage_and_non_root() {
         "USER {user}"
     );
 }
+
+fn yaml(rel: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{rel} is not valid YAML: {e}"))
+}
+
+fn steps(workflow: &Value, rel: &str) -> Vec<Value> {
+    let jobs = workflow["jobs"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{rel}: no jobs"));
+    let mut all = Vec::new();
+    for (name, job) in jobs {
+        let steps = job["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{rel}: job {name} has no steps"));
+        for s in steps {
+            assert!(
+                s.get("uses").is_some() != s.get("run").is_some(),
+                "{rel}: job {name}: a step needs exactly one of uses/run: {s}"
+            );
+        }
+        all.extend(steps.iter().cloned());
+    }
+    all
+}
+
+#[test]
+fn ci_pipelines_are_well_formed() {
+    let rel = "ci/github/pdchaos.yml";
+    let gh = yaml(rel);
+    assert!(
+        gh["on"]["schedule"][0]["cron"].is_string(),
+        "{rel}: no schedule"
+    );
+    assert!(
+        gh["on"].get("workflow_dispatch").is_some(),
+        "{rel}: no workflow_dispatch"
+    );
+    let s = steps(&gh, rel);
+    let text = serde_json::to_string(&s).unwrap();
+    for needle in [
+        "PDCHAOS_KUBECONFIG",
+        "--junit",
+        "upload-artifact",
+        "exit 1",
+        "pdchaos heal",
+    ] {
+        assert!(text.contains(needle), "{rel} lacks {needle}");
+    }
+    assert!(
+        gh["env"].is_null(),
+        "{rel}: secrets belong in the job env, not at the top level"
+    );
+
+    let rel = "ci/github/kind.yml";
+    let kind = yaml(rel);
+    let text = serde_json::to_string(&steps(&kind, rel)).unwrap();
+    assert!(
+        text.contains("kind-action") && text.contains("manifests/overlays/"),
+        "{rel}"
+    );
+    let default = kind["on"]["workflow_dispatch"]["inputs"]["overlay"]["default"]
+        .as_str()
+        .expect("overlay default");
+    assert!(
+        root().join("manifests/overlays").join(default).is_dir(),
+        "{rel}: {default}"
+    );
+
+    let rel = "ci/gitlab/.gitlab-ci.yml";
+    let gl = yaml(rel);
+    let job = &gl["pdchaos"];
+    assert!(job["script"].is_array(), "{rel}: no script");
+    assert_eq!(
+        job["artifacts"]["reports"]["junit"], "reports/junit.xml",
+        "{rel}"
+    );
+    assert_eq!(job["artifacts"]["when"], "always", "{rel}");
+    let target = gl["variables"]["PDCHAOS_TARGET"]
+        .as_str()
+        .expect("PDCHAOS_TARGET");
+    assert!(
+        root().join(target).is_file(),
+        "{rel}: {target} is not shipped"
+    );
+}
+
+/// (api group, resource, verb) the Kubernetes fault backend calls. Until the backend's mock tests
+/// export their recorded calls, this list is the brief's (docs/rbac.md on the fault branch).
+const RUNNER_CALLS: &[(&str, &str, &str)] = &[
+    ("", "pods", "get"),
+    ("", "pods", "list"),
+    ("", "pods", "delete"),
+    ("", "pods/eviction", "create"),
+    ("apps", "deployments", "get"),
+    ("apps", "deployments", "list"),
+    ("apps", "deployments", "patch"),
+    ("apps", "statefulsets", "get"),
+    ("apps", "statefulsets", "list"),
+    ("apps", "statefulsets", "patch"),
+    ("apps", "deployments/scale", "get"),
+    ("apps", "deployments/scale", "patch"),
+    ("apps", "statefulsets/scale", "get"),
+    ("apps", "statefulsets/scale", "patch"),
+    ("networking.k8s.io", "networkpolicies", "create"),
+    ("networking.k8s.io", "networkpolicies", "delete"),
+    ("networking.k8s.io", "networkpolicies", "get"),
+    ("leaderworkerset.x-k8s.io", "leaderworkersets", "get"),
+    ("leaderworkerset.x-k8s.io", "leaderworkersets", "patch"),
+];
+
+fn granted(role: &Role) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for rule in role.rules.iter().flatten() {
+        for g in rule.api_groups.iter().flatten() {
+            for r in rule.resources.iter().flatten() {
+                for v in &rule.verbs {
+                    assert!(g != "*" && r != "*" && v != "*", "wildcard in {rule:?}");
+                    out.push((g.clone(), r.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_role_grants_every_runner_call_and_nothing_else() {
+    let docs = render("base");
+    let role: Role = serde_json::from_value(find(&docs, "Role", "pdchaos-runner").clone()).unwrap();
+    let have = granted(&role);
+    for (g, r, v) in RUNNER_CALLS {
+        assert!(
+            have.iter()
+                .any(|h| (h.0.as_str(), h.1.as_str(), h.2.as_str()) == (*g, *r, *v)),
+            "the Role lacks {v} on {g}/{r}"
+        );
+    }
+    for h in &have {
+        assert!(
+            RUNNER_CALLS.contains(&(h.0.as_str(), h.1.as_str(), h.2.as_str())),
+            "the Role grants {} on {}/{}, which the runner never calls",
+            h.2,
+            h.0,
+            h.1
+        );
+    }
+    let binding = find(&docs, "RoleBinding", "pdchaos-runner");
+    assert_eq!(binding["subjects"][0]["name"], "pdchaos-runner");
+    let job = find(&docs, "Job", "pdchaos-run");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["serviceAccountName"],
+        "pdchaos-runner"
+    );
+}
