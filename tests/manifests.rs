@@ -9,6 +9,7 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount},
     rbac::v1::{Role, RoleBinding},
 };
+use pdchaos::target::rbac::{RUNNER_CALLS, permitted};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -329,30 +330,6 @@ fn ci_pipelines_are_well_formed() {
     );
 }
 
-/// (api group, resource, verb) the Kubernetes fault backend calls. Until the backend's mock tests
-/// export their recorded calls, this list is the brief's (docs/rbac.md on the fault branch).
-const RUNNER_CALLS: &[(&str, &str, &str)] = &[
-    ("", "pods", "get"),
-    ("", "pods", "list"),
-    ("", "pods", "delete"),
-    ("", "pods/eviction", "create"),
-    ("apps", "deployments", "get"),
-    ("apps", "deployments", "list"),
-    ("apps", "deployments", "patch"),
-    ("apps", "statefulsets", "get"),
-    ("apps", "statefulsets", "list"),
-    ("apps", "statefulsets", "patch"),
-    ("apps", "deployments/scale", "get"),
-    ("apps", "deployments/scale", "patch"),
-    ("apps", "statefulsets/scale", "get"),
-    ("apps", "statefulsets/scale", "patch"),
-    ("networking.k8s.io", "networkpolicies", "create"),
-    ("networking.k8s.io", "networkpolicies", "delete"),
-    ("networking.k8s.io", "networkpolicies", "get"),
-    ("leaderworkerset.x-k8s.io", "leaderworkersets", "get"),
-    ("leaderworkerset.x-k8s.io", "leaderworkersets", "patch"),
-];
-
 fn granted(role: &Role) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for rule in role.rules.iter().flatten() {
@@ -373,16 +350,17 @@ fn the_role_grants_every_runner_call_and_nothing_else() {
     let docs = render("base");
     let role: Role = serde_json::from_value(find(&docs, "Role", "pdchaos-runner").clone()).unwrap();
     let have = granted(&role);
-    for (g, r, v) in RUNNER_CALLS {
+    for c in RUNNER_CALLS {
+        let (g, r, v) = (c.group, c.resource, c.verb);
         assert!(
             have.iter()
-                .any(|h| (h.0.as_str(), h.1.as_str(), h.2.as_str()) == (*g, *r, *v)),
+                .any(|h| (h.0.as_str(), h.1.as_str(), h.2.as_str()) == (g, r, v)),
             "the Role lacks {v} on {g}/{r}"
         );
     }
     for h in &have {
         assert!(
-            RUNNER_CALLS.contains(&(h.0.as_str(), h.1.as_str(), h.2.as_str())),
+            permitted(&h.0, &h.1, &h.2),
             "the Role grants {} on {}/{}, which the runner never calls",
             h.2,
             h.0,
