@@ -109,3 +109,27 @@ fn a_workload_outside_the_allow_list_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn the_degraded_signal_has_three_forms() {
+    let none = KUBE.replace("degraded: {header: {name: x-pd-mode}}", "degraded: none");
+    let Target::Kubernetes(k) = parse(&none).unwrap().target else {
+        panic!("not kube")
+    };
+    assert_eq!(k.degraded, DegradedSignal::None);
+    let prom = KUBE.replace(
+        "degraded: {header: {name: x-pd-mode}}",
+        "degraded: {prometheus: {url: 'http://p:9090', query: 'sum(x)', above: 0.5}}",
+    );
+    let Target::Kubernetes(k) = parse(&prom).unwrap().target else {
+        panic!("not kube")
+    };
+    assert!(
+        matches!(k.degraded, DegradedSignal::Prometheus(p) if p.above == 0.5 && p.query == "sum(x)")
+    );
+    let both = KUBE.replace(
+        "degraded: {header: {name: x-pd-mode}}",
+        "degraded: {header: {name: a}, prometheus: {url: u, query: q}}",
+    );
+    assert!(parse(&both).is_err(), "two signals at once must be refused");
+}
