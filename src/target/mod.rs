@@ -9,7 +9,7 @@ pub mod rbac;
 mod schema;
 
 pub use schema::{
-    DegradedSignal, DistributedLoad, KubeTarget, LinkName, LocalRouter, LocalTarget,
+    DegradedSignal, DistributedLoad, IN_CLUSTER, KubeTarget, LinkName, LocalRouter, LocalTarget,
     PrometheusSignal, Ratio, RoleSelectors, ToxiproxyAccess, WorkloadKind, WorkloadRef, Workloads,
 };
 

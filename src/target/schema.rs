@@ -142,6 +142,9 @@ pub struct DistributedLoad {
     pub image: String,
 }
 
+/// The `context` value for a runner inside the cluster, which has no kubeconfig context.
+pub const IN_CLUSTER: &str = "in-cluster";
+
 /// A cluster deployment, acted on only inside `context` and `namespaces`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,6 +153,7 @@ pub struct KubeTarget {
     pub endpoint: String,
     pub model: String,
     /// The kubeconfig context the runner may use; any other current context is refused.
+    /// [`IN_CLUSTER`] means the pod's own ServiceAccount (the runner runs as a Job there).
     pub context: String,
     /// The namespaces the runner may act in.
     pub namespaces: Vec<String>,
