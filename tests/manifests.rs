@@ -1,0 +1,377 @@
+//! The Kubernetes manifests render with `kubectl kustomize`, every document parses into the
+//! k8s-openapi type its kind declares (and loses nothing in a round trip, so a misspelt field
+//! fails), the overlays have the ratios they claim, the wiring through Toxiproxy is consistent,
+//! and the Role grants what the runner needs and nothing more.
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    batch::v1::Job,
+    core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount},
+    rbac::v1::{Role, RoleBinding},
+};
+use pdchaos::target::rbac::{RUNNER_CALLS, permitted};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const OVERLAYS: [&str; 4] = ["base", "overlays/1p1d", "overlays/1p3d", "overlays/2p4d"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Renders one kustomization; fails loudly (never skips) when kubectl is missing.
+fn render(dir: &str) -> Vec<Value> {
+    let path = root().join("manifests").join(dir);
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `kubectl kustomize` ({e}): install kubectl \
+                 (`apt-get install -y kubernetes-client`, as .ci/run does) to validate manifests/"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8 output");
+    text.split("\n---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| {
+            serde_saphyr::from_str::<Value>(d)
+                .unwrap_or_else(|e| panic!("{dir}: rendered YAML does not parse: {e}\n{d}"))
+        })
+        .collect()
+}
+
+/// Drops nulls and empty objects, which serialisers may add or omit freely.
+fn normalise(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), normalise(v)))
+                .filter(|(_, v)| !matches!(v, Value::Object(m) if m.is_empty()))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
+        other => other.clone(),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value, what: &str) {
+    let t: T = serde_json::from_value(doc.clone())
+        .unwrap_or_else(|e| panic!("{what} does not parse as its declared kind: {e}"));
+    let back = serde_json::to_value(&t).expect("serialise");
+    assert_eq!(
+        normalise(&back),
+        normalise(doc),
+        "{what}: fields lost in a round trip through k8s-openapi (a misspelt or misplaced field?)"
+    );
+}
+
+fn check_types(dir: &str, docs: &[Value]) {
+    for doc in docs {
+        let kind = doc["kind"].as_str().unwrap_or("<none>");
+        let what = format!("{dir}: {kind}/{}", doc["metadata"]["name"]);
+        match kind {
+            "Namespace" => typed::<Namespace>(doc, &what),
+            "ServiceAccount" => typed::<ServiceAccount>(doc, &what),
+            "Role" => typed::<Role>(doc, &what),
+            "RoleBinding" => typed::<RoleBinding>(doc, &what),
+            "ConfigMap" => typed::<ConfigMap>(doc, &what),
+            "Service" => typed::<Service>(doc, &what),
+            "Deployment" => typed::<Deployment>(doc, &what),
+            "Job" => typed::<Job>(doc, &what),
+            "PersistentVolumeClaim" => typed::<PersistentVolumeClaim>(doc, &what),
+            other => panic!("{what}: kind `{other}` has no k8s-openapi type in this test"),
+        }
+    }
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind}/{name}"))
+}
+
+fn replicas(docs: &[Value], name: &str) -> u64 {
+    find(docs, "Deployment", name)["spec"]["replicas"]
+        .as_u64()
+        .unwrap_or(1)
+}
+
+#[test]
+fn every_overlay_renders_and_parses_into_its_declared_types() {
+    for dir in OVERLAYS {
+        let docs = render(dir);
+        assert!(docs.len() >= 15, "{dir}: only {} documents", docs.len());
+        check_types(dir, &docs);
+    }
+}
+
+#[test]
+fn overlays_have_the_ratios_they_are_named_after() {
+    let d = render("overlays/1p1d");
+    assert_eq!((replicas(&d, "prefill"), replicas(&d, "decode")), (1, 1));
+    let d = render("overlays/1p3d");
+    assert_eq!((replicas(&d, "prefill"), replicas(&d, "decode")), (1, 3));
+    let d = render("overlays/2p4d");
+    let p = replicas(&d, "prefill") + replicas(&d, "prefill-1");
+    assert_eq!((p, replicas(&d, "decode")), (2, 4));
+}
+
+/// Every configMap volume names a rendered ConfigMap (kustomize's hashed names), every Service
+/// selects some pod template, and every pod runs as non-root.
+#[test]
+fn references_resolve_in_every_overlay() {
+    for dir in OVERLAYS {
+        let docs = render(dir);
+        let templates: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == "Deployment" || d["kind"] == "Job")
+            .map(|d| &d["spec"]["template"])
+            .collect();
+        for t in &templates {
+            assert_eq!(
+                t["spec"]["securityContext"]["runAsNonRoot"], true,
+                "{dir}: {t}"
+            );
+            for v in t["spec"]["volumes"].as_array().into_iter().flatten() {
+                if let Some(cm) = v["configMap"]["name"].as_str() {
+                    find(&docs, "ConfigMap", cm);
+                }
+            }
+        }
+        for svc in docs.iter().filter(|d| d["kind"] == "Service") {
+            let sel = svc["spec"]["selector"].as_object().expect("selector");
+            let hit = templates.iter().any(|t| {
+                sel.iter()
+                    .all(|(k, v)| &t["metadata"]["labels"][k.as_str()] == v)
+            });
+            assert!(
+                hit,
+                "{dir}: Service {} selects no pod",
+                svc["metadata"]["name"]
+            );
+        }
+    }
+}
+
+/// The router's config is a real `RouterConfig`, and each worker address is a proxy that the
+/// Toxiproxy config creates and the toxiproxy Service exposes: every link can be faulted.
+#[test]
+fn every_router_link_passes_through_a_populated_proxy() {
+    for dir in OVERLAYS {
+        let docs = render(dir);
+        let data = |name: &str, key: &str| -> String {
+            let cm = docs
+                .iter()
+                .find(|d| {
+                    d["kind"] == "ConfigMap"
+                        && d["metadata"]["name"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with(name))
+                })
+                .unwrap_or_else(|| panic!("{dir}: no ConfigMap {name}"));
+            cm["data"][key].as_str().expect("data key").to_string()
+        };
+        let router: pdchaos::sim::router::RouterConfig =
+            serde_saphyr::from_str(&data("router-config", "router.yaml"))
+                .unwrap_or_else(|e| panic!("{dir}: router.yaml: {e}"));
+        let proxies: Vec<Value> =
+            serde_json::from_str(&data("toxiproxy-config", "toxiproxy.json")).expect("json");
+        let svc = find(&docs, "Service", "toxiproxy");
+        let exposed: Vec<u64> = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_u64().unwrap())
+            .collect();
+        let proxied = |port: u64| {
+            proxies
+                .iter()
+                .any(|p| p["listen"].as_str().unwrap().ends_with(&format!(":{port}")))
+                && exposed.contains(&port)
+        };
+        let mut links = 0;
+        for g in &router.groups {
+            for w in g.prefill.iter().chain(&g.decode) {
+                let port: u64 = w.url.rsplit(':').next().unwrap().parse().unwrap();
+                assert!(
+                    w.url.contains("//toxiproxy:") && proxied(port),
+                    "{dir}: {w:?}"
+                );
+                links += 1;
+            }
+            for w in &g.prefill {
+                assert_eq!(w.kv_host.as_deref(), Some("toxiproxy"), "{dir}: {w:?}");
+                assert!(proxied(u64::from(w.kv_port.unwrap())), "{dir}: {w:?}");
+                links += 1;
+            }
+        }
+        assert_eq!(links, proxies.len(), "{dir}: every proxy carries one link");
+    }
+}
+
+#[test]
+fn the_job_target_is_the_shipped_target_file() {
+    let shipped = std::fs::read_to_string(root().join("targets/pdchaos-k8s.yaml")).unwrap();
+    let copy = std::fs::read_to_string(root().join("manifests/base/config/target.yaml")).unwrap();
+    assert_eq!(
+        shipped, copy,
+        "manifests/base/config/target.yaml drifted from targets/"
+    );
+}
+
+#[test]
+fn dockerfile_is_multi_stage_and_non_root() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(text.matches("\nFROM ").count() + usize::from(text.starts_with("FROM ")) >= 2);
+    let user = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "USER {user}"
+    );
+}
+
+fn yaml(rel: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{rel} is not valid YAML: {e}"))
+}
+
+fn steps(workflow: &Value, rel: &str) -> Vec<Value> {
+    let jobs = workflow["jobs"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{rel}: no jobs"));
+    let mut all = Vec::new();
+    for (name, job) in jobs {
+        let steps = job["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{rel}: job {name} has no steps"));
+        for s in steps {
+            assert!(
+                s.get("uses").is_some() != s.get("run").is_some(),
+                "{rel}: job {name}: a step needs exactly one of uses/run: {s}"
+            );
+        }
+        all.extend(steps.iter().cloned());
+    }
+    all
+}
+
+#[test]
+fn ci_pipelines_are_well_formed() {
+    let rel = "ci/github/pdchaos.yml";
+    let gh = yaml(rel);
+    assert!(
+        gh["on"]["schedule"][0]["cron"].is_string(),
+        "{rel}: no schedule"
+    );
+    assert!(
+        gh["on"].get("workflow_dispatch").is_some(),
+        "{rel}: no workflow_dispatch"
+    );
+    let s = steps(&gh, rel);
+    let text = serde_json::to_string(&s).unwrap();
+    for needle in [
+        "PDCHAOS_KUBECONFIG",
+        "--junit",
+        "upload-artifact",
+        "exit 1",
+        "pdchaos heal",
+    ] {
+        assert!(text.contains(needle), "{rel} lacks {needle}");
+    }
+    assert!(
+        gh["env"].is_null(),
+        "{rel}: secrets belong in the job env, not at the top level"
+    );
+
+    let rel = "ci/github/kind.yml";
+    let kind = yaml(rel);
+    let text = serde_json::to_string(&steps(&kind, rel)).unwrap();
+    assert!(
+        text.contains("kind-action") && text.contains("manifests/overlays/"),
+        "{rel}"
+    );
+    let default = kind["on"]["workflow_dispatch"]["inputs"]["overlay"]["default"]
+        .as_str()
+        .expect("overlay default");
+    assert!(
+        root().join("manifests/overlays").join(default).is_dir(),
+        "{rel}: {default}"
+    );
+
+    let rel = "ci/gitlab/.gitlab-ci.yml";
+    let gl = yaml(rel);
+    let job = &gl["pdchaos"];
+    assert!(job["script"].is_array(), "{rel}: no script");
+    assert_eq!(
+        job["artifacts"]["reports"]["junit"], "reports/junit.xml",
+        "{rel}"
+    );
+    assert_eq!(job["artifacts"]["when"], "always", "{rel}");
+    let target = gl["variables"]["PDCHAOS_TARGET"]
+        .as_str()
+        .expect("PDCHAOS_TARGET");
+    assert!(
+        root().join(target).is_file(),
+        "{rel}: {target} is not shipped"
+    );
+}
+
+fn granted(role: &Role) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for rule in role.rules.iter().flatten() {
+        for g in rule.api_groups.iter().flatten() {
+            for r in rule.resources.iter().flatten() {
+                for v in &rule.verbs {
+                    assert!(g != "*" && r != "*" && v != "*", "wildcard in {rule:?}");
+                    out.push((g.clone(), r.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_role_grants_every_runner_call_and_nothing_else() {
+    let docs = render("base");
+    let role: Role = serde_json::from_value(find(&docs, "Role", "pdchaos-runner").clone()).unwrap();
+    let have = granted(&role);
+    for c in RUNNER_CALLS {
+        let (g, r, v) = (c.group, c.resource, c.verb);
+        assert!(
+            have.iter()
+                .any(|h| (h.0.as_str(), h.1.as_str(), h.2.as_str()) == (g, r, v)),
+            "the Role lacks {v} on {g}/{r}"
+        );
+    }
+    for h in &have {
+        assert!(
+            permitted(&h.0, &h.1, &h.2),
+            "the Role grants {} on {}/{}, which the runner never calls",
+            h.2,
+            h.0,
+            h.1
+        );
+    }
+    let binding = find(&docs, "RoleBinding", "pdchaos-runner");
+    assert_eq!(binding["subjects"][0]["name"], "pdchaos-runner");
+    let job = find(&docs, "Job", "pdchaos-run");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["serviceAccountName"],
+        "pdchaos-runner"
+    );
+}
