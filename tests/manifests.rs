@@ -20,8 +20,32 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
+/// Installs Debian's kubectl when it is missing and we may (root), so that `cargo test` alone
+/// works on a fresh machine of this project's kind; .ci/run installs it up front.
+fn ensure_kubectl() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let have = Command::new("kubectl")
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_ok();
+        let root_user = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        if !have && root_user {
+            let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+            let _ = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "kubernetes-client"])
+                .status();
+        }
+    });
+}
+
 /// Renders one kustomization; fails loudly (never skips) when kubectl is missing.
 fn render(dir: &str) -> Vec<Value> {
+    ensure_kubectl();
     let path = root().join("manifests").join(dir);
     let out = Command::new("kubectl")
         .arg("kustomize")

@@ -1,7 +1,9 @@
 //! `pdchaos run`: the resilience suite against the local stack (default) or a target file.
 
 use crate::cli::bad_input;
+use crate::suite::world::Layout;
 use crate::suite::{self, RunOptions};
+use crate::target::{LocalRouter, Target, load_target};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -48,14 +50,45 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         print!("{}", suite::steps::markdown());
         return Ok(0);
     }
-    if let Some(t) = &args.target {
-        return Err(bad_input(format!(
-            "--target {}: target files are not supported yet; without --target the suite runs against the local stack",
-            t.display()
-        )));
+    let mut layout = Layout::default();
+    let mut breaks = args.breaks.clone();
+    let mut target = "local stack (pdchaos sim, profile tiny)".to_string();
+    if let Some(path) = &args.target {
+        match load_target(path).map_err(|e| bad_input(e.to_string()))? {
+            Target::Local(l) => {
+                if l.router != LocalRouter::Builtin {
+                    return Err(bad_input(format!(
+                        "{}: router {:?} in front of the local stack is not built yet (issue 8); use builtin",
+                        path.display(),
+                        l.router
+                    )));
+                }
+                layout = Layout {
+                    prefill: l.ratio.prefill,
+                    decode: l.ratio.decode,
+                    groups: l.groups,
+                    profile: l.profile.clone(),
+                    breaks: vec![],
+                };
+                breaks.extend(l.breaks.iter().cloned());
+                target = format!(
+                    "{} (local stack {}P/{}D, profile {})",
+                    path.display(),
+                    l.ratio.prefill,
+                    l.ratio.decode,
+                    l.profile
+                );
+            }
+            Target::Kubernetes(_) => {
+                return Err(bad_input(format!(
+                    "{}: Kubernetes targets need the kube fault backend, which is not built yet; run without --target for the local stack",
+                    path.display()
+                )));
+            }
+        }
     }
     let mut check = crate::sim::stack::Breaks::default();
-    for b in &args.breaks {
+    for b in &breaks {
         check
             .set(b)
             .map_err(|e| bad_input(format!("--break: {e}")))?;
@@ -87,14 +120,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     if features.is_empty() {
         return Err(bad_input("no .feature files found"));
     }
-    let target = "local stack (pdchaos sim, profile tiny)".to_string();
     let opts = RunOptions {
         features,
         tags: args.tags,
         name: args.name,
         out_dir: args.out.clone(),
         binary: std::env::current_exe()?,
-        force_breaks: args.breaks,
+        force_breaks: breaks,
+        default_layout: layout,
         junit: args.junit,
         json: args.json,
         target,

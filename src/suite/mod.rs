@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub json: Option<PathBuf>,
     /// A description of the target for the report.
     pub target: String,
+    /// The deployment of scenarios that do not ask for one (from the target file).
+    pub default_layout: Layout,
 }
 
 /// Shared by every scenario of a run.
@@ -43,6 +45,7 @@ pub struct Context {
     pub out_dir: PathBuf,
     pub journal: PathBuf,
     pub force_breaks: Vec<String>,
+    pub default_layout: Layout,
     pub stack: tokio::sync::Mutex<Option<(Layout, Stack)>>,
     pub results: Mutex<Vec<ScenarioEntry>>,
     pub started_us: Micros,
@@ -105,6 +108,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, String> {
             out_dir: opts.out_dir.clone(),
             journal,
             force_breaks: opts.force_breaks.clone(),
+            default_layout: opts.default_layout.clone(),
             stack: tokio::sync::Mutex::new(None),
             results: Mutex::new(Vec::new()),
             started_us: clock::now_us(),
