@@ -148,3 +148,59 @@ fn docs_steps_md_is_up_to_date() {
         "regenerate: pdchaos run --list-steps > docs/steps.md"
     );
 }
+
+#[test]
+fn an_interrupted_run_heals_its_fault_and_leaves_no_process() {
+    let _guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("long.feature");
+    std::fs::write(
+        &f,
+        "Feature: Long\n  Scenario: A long fault\n    Given a local P/D deployment with 1 prefill and 1 decode node\n    When the decode node is paused after 500ms\n    And the load runs for 60s\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pdchaos"))
+        .arg("run")
+        .arg(&f)
+        .arg("--out")
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let journal = out.join("journal.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("\"verified\"")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fault was never applied"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let paused_pid: u32 = {
+        let j = std::fs::read_to_string(&journal).unwrap();
+        let planned = j.lines().find(|l| l.contains("\"planned\"")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(planned).unwrap();
+        v["undo"][0]["pid"].as_u64().unwrap() as u32
+    };
+    assert!(pdchaos::sim::proc::is_stopped(paused_pid));
+    pdchaos::sim::proc::signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        pdchaos::sim::proc::is_dead(paused_pid) || !pdchaos::sim::proc::is_stopped(paused_pid),
+        "the paused node was resumed or stopped"
+    );
+    let events = pdchaos::fault::journal::read(&journal).unwrap();
+    assert!(
+        pdchaos::fault::journal::unhealed(&events).is_empty(),
+        "the journal shows every fault healed"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        pdchaos::sim::proc::is_dead(paused_pid),
+        "no node process survives the interrupted run"
+    );
+}

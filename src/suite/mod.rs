@@ -60,6 +60,40 @@ pub fn context() -> &'static Context {
         .expect("the suite context is set by suite::run")
 }
 
+/// On Ctrl-C or SIGTERM: heal every fault the journal says is open (using the running stack to
+/// restart what was killed), stop the stack, and exit 130. The After hooks do not run when the
+/// runner is interrupted, so this is what keeps a shared deployment from being left broken.
+pub fn heal_on_interrupt() {
+    tokio::spawn(async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("\ninterrupted: healing faults and stopping the local stack ...");
+        let Some(ctx) = CONTEXT.get() else {
+            std::process::exit(130)
+        };
+        let stack = ctx.stack.lock().await.take();
+        let control = stack
+            .as_ref()
+            .map(|(_, s)| s as &dyn crate::fault::control::NodeControl);
+        match crate::fault::nemesis::heal_journal(&ctx.journal, control).await {
+            Ok(r) if r.is_clean() => eprintln!("healed {} fault(s)", r.healed.len()),
+            Ok(r) => eprintln!("COULD NOT HEAL: {}", r.leftovers.join("; ")),
+            Err(e) => eprintln!("COULD NOT HEAL: {e}"),
+        }
+        if let Some((_, s)) = stack {
+            s.shutdown().await;
+        }
+        std::process::exit(130);
+    });
+}
+
 /// The outcome of a run.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -95,6 +129,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, String> {
             left.leftovers.join("; ")
         );
     }
+    heal_on_interrupt();
     let tags = match &opts.tags {
         Some(t) => Some(
             t.parse::<cucumber::gherkin::tagexpr::TagOperation>()
