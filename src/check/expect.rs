@@ -7,6 +7,9 @@ use crate::load::metrics::{Window, summarize};
 use crate::load::record::{OutcomeKind, RequestRecord};
 use crate::pd::PdMode;
 
+// One argument per field of `Verdict`: a struct literal at each call site would only repeat the
+// field names.
+#[allow(clippy::too_many_arguments)]
 fn verdict(
     expectation: String,
     window: &str,

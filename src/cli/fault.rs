@@ -153,9 +153,10 @@ pub async fn run(cmd: FaultCommand) -> anyhow::Result<i32> {
     }
 }
 
-fn spec_from(
-    a: &ApplyArgs,
-) -> anyhow::Result<(FaultSpec, Option<Arc<dyn NodeControl>>, Vec<LinkProxy>)> {
+/// A fault from the command line, the process control it needs, and the proxies it may use.
+type Planned = (FaultSpec, Option<Arc<dyn NodeControl>>, Vec<LinkProxy>);
+
+fn spec_from(a: &ApplyArgs) -> anyhow::Result<Planned> {
     let id = FaultId(a.id.clone().unwrap_or_else(|| {
         format!("{:?}-{}", a.kind, crate::clock::now_us() / 1000).to_lowercase()
     }));

@@ -118,7 +118,7 @@ step!(when_load_runs, |w, m| {
 });
 
 step!(when_load_steps, |w, m| {
-    let levels: Vec<u32> = m[0].split(',').map(|s| num(s)).collect();
+    let levels: Vec<u32> = m[0].split(',').map(num::<u32>).collect();
     let each = dur(&m[1]);
     let ratio = format!("{}P/{}D", w.layout.prefill, w.layout.decode);
     for c in levels {
