@@ -336,12 +336,7 @@ impl Nemesis {
                 stream,
                 toxicity,
             } => {
-                let t = ToxicInfo {
-                    name: toxic_name(id),
-                    toxic: toxic.clone(),
-                    stream: *stream,
-                    toxicity: *toxicity,
-                };
+                let t = toxic_info(id, toxic, *stream, *toxicity);
                 for p in self.proxies(id, &spec.target)? {
                     self.toxi(id)?
                         .add_toxic(&p, &t)
@@ -421,12 +416,7 @@ impl Nemesis {
                 stream,
                 toxicity,
             } => {
-                let t = ToxicInfo {
-                    name: toxic_name(id),
-                    toxic: toxic.clone(),
-                    stream: *stream,
-                    toxicity: *toxicity,
-                };
+                let t = toxic_info(id, toxic, *stream, *toxicity);
                 for p in self.proxies(id, &spec.target)? {
                     self.toxi(id)?
                         .verify_toxic(&p, &t)
@@ -499,6 +489,21 @@ fn role_of(id: &FaultId, t: &FaultTarget) -> Result<Role, FaultError> {
     match t {
         FaultTarget::Role { role } | FaultTarget::AllOf { role } => Ok(*role),
         _ => Err(refused(id, "scale needs a role target")),
+    }
+}
+
+/// The toxic a fault adds, as the API shows it (named after the fault).
+fn toxic_info(
+    id: &FaultId,
+    toxic: &crate::fault::model::Toxic,
+    stream: crate::fault::model::Stream,
+    toxicity: f32,
+) -> ToxicInfo {
+    ToxicInfo {
+        name: toxic_name(id),
+        toxic: toxic.clone(),
+        stream,
+        toxicity,
     }
 }
 
