@@ -394,6 +394,22 @@ mod tests {
     }
 
     #[test]
+    fn a_tokenizer_json_counts_real_tokens() {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+            "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,
+            "decoder":null,"model":{"type":"WordLevel","vocab":{"hello":0,"world":1,"[UNK]":2},
+            "unk_token":"[UNK]"}}"#;
+        let f = dataset(json);
+        let counter = TokenCounter::load(Some(f.path())).unwrap();
+        // Three words are three tokens; the estimate would say ceil(17/4) = 5.
+        assert_eq!(counter.count("hello world hello"), (3, false));
+        assert_eq!(TokenCounter::Estimate.count("hello world hello"), (5, true));
+        let bad = dataset("{not a tokenizer");
+        let err = TokenCounter::load(Some(bad.path())).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("cannot load tokenizer")));
+    }
+
+    #[test]
     fn estimate_counts_cjk_per_character() {
         assert_eq!(estimate_tokens("abcdefgh"), 2);
         assert_eq!(estimate_tokens("你好"), 2);
