@@ -16,6 +16,14 @@ const FAULT_FILL: RGBColor = RGBColor(230, 80, 60);
 const DEGRADED: RGBColor = RGBColor(150, 60, 200);
 const RECOVERED: RGBColor = RGBColor(20, 150, 70);
 const OK_POINT: RGBColor = RGBColor(40, 100, 200);
+/// Line colours of the sweep's ratios, far from the red of the target bounds.
+const SERIES: [RGBColor; 5] = [
+    RGBColor(40, 100, 200),
+    RGBColor(20, 150, 70),
+    RGBColor(240, 140, 0),
+    RGBColor(150, 60, 200),
+    RGBColor(90, 90, 90),
+];
 const DEGRADED_POINT: RGBColor = RGBColor(240, 140, 0);
 
 fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> ReportError {
@@ -126,22 +134,37 @@ fn chart<'b, 'c>(
     y_max: f64,
     y_desc: &str,
 ) -> Result<Chart<'b, 'c>, ReportError> {
-    let mut chart = ChartBuilder::on(area)
-        .margin(8)
-        .margin_right(20)
-        .x_label_area_size(36)
-        .y_label_area_size(70)
+    // The right margin equals the throughput panel's right axis, so all x axes line up.
+    let mut chart = builder(area, 20 + RIGHT_AXIS)
         .build_cartesian_2d(0f64..t.x_max, 0f64..y_max)
         .map_err(plot_err)?;
+    mesh(&mut chart, y_desc)?;
+    shade_faults(&mut chart, t, y_max)?;
+    Ok(chart)
+}
+
+const RIGHT_AXIS: u32 = 70;
+
+fn builder<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    margin_right: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(area);
+    b.margin(8)
+        .margin_right(margin_right)
+        .x_label_area_size(36)
+        .y_label_area_size(70);
+    b
+}
+
+fn mesh(chart: &mut Chart, y_desc: &str) -> Result<(), ReportError> {
     chart
         .configure_mesh()
         .x_desc("time since scenario start (s)")
         .y_desc(y_desc)
         .light_line_style(WHITE.mix(0.0))
         .draw()
-        .map_err(plot_err)?;
-    shade_faults(&mut chart, t, y_max)?;
-    Ok(chart)
+        .map_err(plot_err)
 }
 
 /// Fault windows as shaded bands with lines at verified and healed; degraded/recovered marks.
@@ -210,7 +233,7 @@ fn label_faults(chart: &mut Chart, t: &Timeline, y_max: f64) -> Result<(), Repor
             chart
                 .draw_series(std::iter::once(Text::new(
                     name.to_string(),
-                    (x, y_max * 0.6),
+                    (x, y_max * 0.85),
                     small.color(&color),
                 )))
                 .map_err(plot_err)?;
@@ -232,7 +255,7 @@ fn points_panel(
     top: bool,
 ) -> Result<(), ReportError> {
     // Headroom above the highest point keeps the fault labels off the data.
-    let y_max = y_top(points.iter().map(|p| p.value)) * if top { 1.3 } else { 1.0 };
+    let y_max = y_top(points.iter().map(|p| p.value)) * 1.35;
     let mut c = chart(area, t, y_max, y_desc)?;
     for (degraded, color, name) in [
         (false, OK_POINT, "request (disaggregated)"),
@@ -250,7 +273,7 @@ fn points_panel(
         .label(name)
         .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
     }
-    let rolling = tl::rolling_percentiles(points, &t.sample_times(), t.width * 3.0);
+    let rolling = tl::rolling_percentiles(points, &t.sample_times(), t.width * 2.0);
     for (idx, color, name) in [(1, BLACK, "rolling p50"), (2, RED, "rolling p90")] {
         c.draw_series(LineSeries::new(
             rolling
@@ -341,8 +364,14 @@ fn throughput_panel(
     let tp = tl::throughput(&t.data.records, t.data.meta.started_us, t.width, t.bins);
     let y_max = y_top(tp.iter().map(|p| p.0));
     let tok_max = y_top(tp.iter().map(|p| p.1));
-    let mut c = chart(area, t, y_max, "successful requests/s")?
+    // Mesh after the secondary coordinates, or plotters draws the primary labels on the right.
+    let mut c = builder(area, 20)
+        .right_y_label_area_size(RIGHT_AXIS)
+        .build_cartesian_2d(0f64..t.x_max, 0f64..y_max)
+        .map_err(plot_err)?
         .set_secondary_coord(0f64..t.x_max, 0f64..tok_max);
+    mesh(&mut c, "successful requests/s")?;
+    shade_faults(&mut c, t, y_max)?;
     c.configure_secondary_axes()
         .y_desc("output tokens/s")
         .draw()
@@ -418,12 +447,13 @@ pub fn sweep_svg(
                 .build_cartesian_2d(0f64..x_max, 0f64..y_max)
                 .map_err(plot_err)?;
             c.configure_mesh()
+                .light_line_style(WHITE.mix(0.0))
                 .x_desc("concurrency (streams)")
                 .y_desc(desc)
                 .draw()
                 .map_err(plot_err)?;
             for (i, (ratio, pts)) in by_ratio.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
+                let color = SERIES[i % SERIES.len()];
                 c.draw_series(LineSeries::new(
                     pts.iter().map(|r| (r.concurrency as f64, get(r))),
                     color.stroke_width(2),

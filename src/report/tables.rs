@@ -118,7 +118,9 @@ pub fn windows(s: &ScenarioData) -> Table {
         "decode p50 (tok/s)",
         "failures",
     ]);
-    for (name, w) in &s.windows {
+    let mut names: Vec<&String> = s.windows.keys().collect();
+    names.sort_by_key(|n| (window_rank(n), n.as_str()));
+    for (name, w) in names.into_iter().map(|n| (n, &s.windows[n])) {
         let failures: Vec<String> = w
             .get("outcomes")
             .and_then(|o| o.as_object())
@@ -150,6 +152,14 @@ pub fn windows(s: &ScenarioData) -> Table {
         );
     }
     t
+}
+
+/// Windows in time order: before, during, after, whole, then named windows.
+fn window_rank(name: &str) -> usize {
+    ["before", "during", "after", "whole"]
+        .iter()
+        .position(|w| *w == name)
+        .unwrap_or(4)
 }
 
 /// Each fault's phases, in seconds from the scenario start.

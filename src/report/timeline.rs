@@ -220,8 +220,8 @@ pub fn throughput(
     out
 }
 
-/// Rolling p50 and p90 of the points whose time falls in the trailing `window_s` before each
-/// sample time; samples with no point are skipped.
+/// Rolling p50 and p90 of the points within `window_s` centred on each sample time; samples
+/// with no point are skipped. Centred rather than trailing so a step does not appear late.
 pub fn rolling_percentiles(
     points: &[Point],
     samples: &[f64],
@@ -232,7 +232,7 @@ pub fn rolling_percentiles(
         .filter_map(|&t| {
             let mut v: Vec<f64> = points
                 .iter()
-                .filter(|p| p.t_s > t - window_s && p.t_s <= t)
+                .filter(|p| (p.t_s - t).abs() <= window_s / 2.0)
                 .map(|p| p.value)
                 .collect();
             if v.is_empty() {
