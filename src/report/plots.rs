@@ -400,6 +400,9 @@ fn throughput_panel(
         .map_err(plot_err)
 }
 
+/// A sweep panel: axis description, the value plotted, its bound, and the bound's kind.
+type SweepPanel<'a> = (&'a str, fn(&SweepRow) -> f64, Option<f64>, &'a str);
+
 /// The sizing sweep: TTFT p90 and decode-rate p50 against concurrency, one line per ratio,
 /// with the target bounds drawn as dashed horizontal lines.
 pub fn sweep_svg(
@@ -424,7 +427,7 @@ pub fn sweep_svg(
         head.titled(&format!("{title} — sizing sweep"), ("sans-serif", 22))
             .map_err(plot_err)?;
         let halves = body.split_evenly((1, 2));
-        let panels: [(&str, fn(&SweepRow) -> f64, Option<f64>, &str); 2] = [
+        let panels: [SweepPanel; 2] = [
             (
                 "TTFT p90 (ms)",
                 |r| r.ttft_p90_ms,
