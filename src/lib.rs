@@ -26,4 +26,5 @@ pub mod load;
 pub mod pd;
 pub mod report;
 pub mod sim;
+pub mod suite;
 pub mod target;

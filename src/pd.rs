@@ -55,9 +55,9 @@ impl FromStr for Role {
     }
 }
 
-/// Which path served a request.
+/// Which path served a request. Serialised as in the header: `prefill-only`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum PdMode {
     /// Prefill on a P node, KV handed to a D node, decode there: the normal path.
     Disaggregated,

@@ -1,5 +1,10 @@
 //! Checks: pure functions that judge recorded requests against the fault timeline.
+//!
+//! [`windows`] reads the before / during / after windows off the timeline; [`expect`] turns a
+//! window of records into a [`Verdict`]. The suite's `Then` steps only call these.
 
+pub mod expect;
 pub mod verdict;
+pub mod windows;
 
 pub use verdict::Verdict;

@@ -1,27 +1,307 @@
-//! `pdchaos fault ...`, `pdchaos heal`, `pdchaos toxiproxy`. (Stub: issue 4.)
+//! `pdchaos fault apply|list`, `pdchaos heal`, `pdchaos toxiproxy`.
 
-use clap::{Args, Subcommand};
+use crate::cli::bad_input;
+use crate::fault::control::NodeControl;
+use crate::fault::model::{
+    FaultId, FaultKind, FaultSpec, FaultTarget, Link, LinkProxy, Stream, Toxic,
+};
+use crate::fault::nemesis::{self, Nemesis};
+use crate::fault::pids::PidControl;
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where faults are journalled unless `--journal` says otherwise.
+pub const DEFAULT_JOURNAL: &str = ".pdchaos/journal.jsonl";
 
 #[derive(Debug, Subcommand)]
 pub enum FaultCommand {
-    /// List faults in the journal.
-    List,
+    /// Apply one fault, verify it, and (with --duration) heal it when the duration ends.
+    #[command(after_long_help = "Examples:\n  \
+        pdchaos fault apply --kind pause --pid decode-0=4242 --duration 10s\n  \
+        pdchaos fault apply --kind partition --toxiproxy http://127.0.0.1:8474 --proxy kv-prefill-0\n  \
+        pdchaos fault apply --kind latency --latency-ms 200 --toxiproxy URL --proxy kv-prefill-0 --duration 30s\n  \
+        pdchaos heal                  heals what a fault without --duration (or a killed runner) left")]
+    Apply(ApplyArgs),
+    /// List the faults in the journal and whether each was healed.
+    List(JournalArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    Kill,
+    Stop,
+    Pause,
+    Partition,
+    Blackhole,
+    Latency,
+    Bandwidth,
+    SlowClose,
+    Slicer,
+    LimitData,
+    ResetPeer,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StreamArg {
+    Upstream,
+    Downstream,
 }
 
 #[derive(Debug, Args)]
-pub struct HealArgs {}
+pub struct JournalArgs {
+    /// The fault journal (JSONL).
+    #[arg(long, default_value = DEFAULT_JOURNAL)]
+    pub journal: PathBuf,
+}
 
 #[derive(Debug, Args)]
-pub struct ToxiproxyArgs {}
-
-pub async fn run(_cmd: FaultCommand) -> anyhow::Result<i32> {
-    Err(super::bad_input("pdchaos fault is not built yet"))
+pub struct ApplyArgs {
+    #[arg(long, value_enum)]
+    pub kind: KindArg,
+    /// Process faults: the process as NAME=PID (repeatable; the fault hits every one given).
+    #[arg(long = "pid", value_name = "NAME=PID")]
+    pub pids: Vec<String>,
+    /// Network faults: the Toxiproxy API.
+    #[arg(long)]
+    pub toxiproxy: Option<String>,
+    /// Network faults: the proxy that carries the link.
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Heal after this long (e.g. 10s); without it the fault stays until `pdchaos heal`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// SIGTERM grace for --kind stop.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Bandwidth in KB/s.
+    #[arg(long, default_value_t = 0)]
+    pub rate_kbps: u64,
+    /// slow_close / slicer delay (ms for slow_close, µs for slicer).
+    #[arg(long, default_value_t = 0)]
+    pub delay: u64,
+    /// limit_data: bytes before the connection is closed.
+    #[arg(long, default_value_t = 0)]
+    pub bytes: u64,
+    #[arg(long, default_value_t = 64)]
+    pub average_size: u64,
+    #[arg(long, value_enum, default_value = "downstream")]
+    pub stream: StreamArg,
+    #[arg(long, default_value_t = 1.0)]
+    pub toxicity: f32,
+    /// Fault id (default: kind and time).
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long, default_value = DEFAULT_JOURNAL)]
+    pub journal: PathBuf,
 }
 
-pub async fn heal(_args: HealArgs) -> anyhow::Result<i32> {
-    Err(super::bad_input("pdchaos heal is not built yet"))
+#[derive(Debug, Args)]
+pub struct HealArgs {
+    #[arg(long, default_value = DEFAULT_JOURNAL)]
+    pub journal: PathBuf,
 }
 
-pub async fn toxiproxy(_args: ToxiproxyArgs) -> anyhow::Result<i32> {
-    Err(super::bad_input("pdchaos toxiproxy is not built yet"))
+#[derive(Debug, Args)]
+#[command(
+    after_long_help = "Drive it with any Toxiproxy client, e.g. the Python one:\n  \
+    pdchaos toxiproxy --listen 127.0.0.1:8474 &\n  \
+    python3 -c 'from toxiproxy import Toxiproxy; t = Toxiproxy(); print(t.version())'"
+)]
+pub struct ToxiproxyArgs {
+    /// Address of the REST API (Toxiproxy's default port is 8474; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8474")]
+    pub listen: String,
+    /// JSON array of proxies to create at start: [{"name","listen","upstream","enabled"?}].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub async fn run(cmd: FaultCommand) -> anyhow::Result<i32> {
+    match cmd {
+        FaultCommand::Apply(a) => apply(a).await,
+        FaultCommand::List(a) => {
+            let events =
+                crate::fault::journal::read(&a.journal).map_err(|e| bad_input(e.to_string()))?;
+            let open = crate::fault::journal::unhealed(&events);
+            let mut seen = std::collections::BTreeSet::new();
+            for e in &events {
+                if seen.insert(e.fault.clone()) {
+                    let state = if open.iter().any(|o| o.id == e.fault) {
+                        "OPEN"
+                    } else {
+                        "healed"
+                    };
+                    let what = e
+                        .spec
+                        .as_ref()
+                        .map(|s| format!("{:?} on {:?}", s.kind, s.target))
+                        .unwrap_or_default();
+                    println!("{:<7} {:<28} {what}", state, e.fault.0);
+                }
+            }
+            if seen.is_empty() {
+                println!("no faults in {}", a.journal.display());
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn spec_from(
+    a: &ApplyArgs,
+) -> anyhow::Result<(FaultSpec, Option<Arc<dyn NodeControl>>, Vec<LinkProxy>)> {
+    let id = FaultId(a.id.clone().unwrap_or_else(|| {
+        format!("{:?}-{}", a.kind, crate::clock::now_us() / 1000).to_lowercase()
+    }));
+    let stream = match a.stream {
+        StreamArg::Upstream => Stream::Upstream,
+        StreamArg::Downstream => Stream::Downstream,
+    };
+    let toxic = |t: Toxic| FaultKind::Toxic {
+        toxic: t,
+        stream,
+        toxicity: a.toxicity,
+    };
+    let kind = match a.kind {
+        KindArg::Kill => FaultKind::Kill,
+        KindArg::Stop => FaultKind::Stop { grace: a.grace },
+        KindArg::Pause => FaultKind::Pause,
+        KindArg::Partition => FaultKind::Partition,
+        KindArg::Blackhole => toxic(Toxic::Timeout { timeout: 0 }),
+        KindArg::Latency => toxic(Toxic::Latency {
+            latency: a.latency_ms,
+            jitter: a.jitter_ms,
+        }),
+        KindArg::Bandwidth => toxic(Toxic::Bandwidth { rate: a.rate_kbps }),
+        KindArg::SlowClose => toxic(Toxic::SlowClose { delay: a.delay }),
+        KindArg::Slicer => toxic(Toxic::Slicer {
+            average_size: a.average_size,
+            size_variation: 0,
+            delay: a.delay,
+        }),
+        KindArg::LimitData => toxic(Toxic::LimitData { bytes: a.bytes }),
+        KindArg::ResetPeer => toxic(Toxic::ResetPeer { timeout: a.delay }),
+    };
+    let is_process = matches!(
+        kind,
+        FaultKind::Kill | FaultKind::Stop { .. } | FaultKind::Pause
+    );
+    if is_process {
+        if a.pids.is_empty() {
+            return Err(bad_input("--kind kill|stop|pause needs --pid NAME=PID"));
+        }
+        let mut nodes = Vec::new();
+        for p in &a.pids {
+            let (n, pid) = p
+                .split_once('=')
+                .ok_or_else(|| bad_input(format!("--pid `{p}` must be NAME=PID")))?;
+            let pid: u32 = pid
+                .parse()
+                .map_err(|_| bad_input(format!("--pid `{p}`: `{pid}` is not a process id")))?;
+            nodes.push((n.to_string(), pid));
+        }
+        let target = FaultTarget::Node {
+            name: nodes[0].0.clone(),
+        };
+        let control: Arc<dyn NodeControl> = Arc::new(PidControl::new(nodes));
+        return Ok((
+            FaultSpec {
+                id,
+                kind,
+                target,
+                duration: a.duration,
+            },
+            Some(control),
+            vec![],
+        ));
+    }
+    let (Some(_), Some(proxy)) = (&a.toxiproxy, &a.proxy) else {
+        return Err(bad_input(
+            "network faults need --toxiproxy URL and --proxy NAME",
+        ));
+    };
+    let links = vec![LinkProxy {
+        link: Link::DecodePrefillKv,
+        node: proxy.clone(),
+        proxy: proxy.clone(),
+    }];
+    let target = FaultTarget::Link {
+        link: Link::DecodePrefillKv,
+        node: Some(proxy.clone()),
+    };
+    Ok((
+        FaultSpec {
+            id,
+            kind,
+            target,
+            duration: a.duration,
+        },
+        None,
+        links,
+    ))
+}
+
+async fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
+    let (spec, control, links) = spec_from(&a)?;
+    let mut nemesis = Nemesis::new(&a.journal, control)?;
+    if let Some(api) = &a.toxiproxy {
+        nemesis = nemesis.with_toxiproxy(api, links);
+    }
+    let id = spec.id.clone();
+    let duration = spec.duration;
+    nemesis.apply(spec).await?;
+    println!(
+        "fault {id} applied and verified (journal {})",
+        a.journal.display()
+    );
+    let Some(d) = duration else {
+        println!(
+            "it stays until `pdchaos heal --journal {}`",
+            a.journal.display()
+        );
+        return Ok(0);
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = tokio::signal::ctrl_c() => eprintln!("interrupted: healing now"),
+    }
+    let report = nemesis.heal(&id).await?;
+    if report.is_clean() {
+        println!("fault {id} healed and verified");
+        Ok(0)
+    } else {
+        eprintln!("HEAL FAILED: {}", report.leftovers.join("; "));
+        Ok(1)
+    }
+}
+
+pub async fn heal(args: HealArgs) -> anyhow::Result<i32> {
+    let report = nemesis::heal_journal(&args.journal, None)
+        .await
+        .map_err(|e| bad_input(e.to_string()))?;
+    for id in &report.healed {
+        println!("healed {id}");
+    }
+    if report.is_clean() {
+        if report.healed.is_empty() {
+            println!("nothing to heal in {}", args.journal.display());
+        }
+        Ok(0)
+    } else {
+        for l in &report.leftovers {
+            eprintln!("COULD NOT HEAL: {l}");
+        }
+        Ok(1)
+    }
+}
+
+pub async fn toxiproxy(args: ToxiproxyArgs) -> anyhow::Result<i32> {
+    crate::sim::proc::die_with_parent();
+    crate::fault::toxiproxy::cli::run(&args.listen, args.config.as_deref()).await
 }

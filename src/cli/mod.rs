@@ -44,7 +44,7 @@ pub enum Command {
     /// Run the Gherkin features against the local stack or a target file.
     Run(run::RunArgs),
     /// Drive a streaming OpenAI-compatible endpoint and measure it.
-    Load(load::LoadArgs),
+    Load(Box<load::LoadArgs>),
     /// Measure how many concurrent streams the load client can drive (a benchmark).
     BenchClient(load::BenchClientArgs),
     /// The local P/D stack: `up` starts it all; `prefill`, `decode`, `router` run one node.
@@ -87,7 +87,7 @@ pub fn main() -> i32 {
 async fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Run(args) => run::run(args).await,
-        Command::Load(args) => load::run(args).await,
+        Command::Load(args) => load::run(*args).await,
         Command::BenchClient(args) => load::bench_client(args).await,
         Command::Sim(cmd) => sim::run(cmd).await,
         Command::Fault(cmd) => fault::run(cmd).await,

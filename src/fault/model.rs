@@ -76,6 +76,7 @@ pub enum Stream {
 pub enum Toxic {
     Latency {
         latency: u64,
+        #[serde(default)]
         jitter: u64,
     },
     Bandwidth {
@@ -89,11 +90,14 @@ pub enum Toxic {
         timeout: u64,
     },
     ResetPeer {
+        #[serde(default)]
         timeout: u64,
     },
     Slicer {
         average_size: u64,
+        #[serde(default)]
         size_variation: u64,
+        #[serde(default)]
         delay: u64,
     },
     LimitData {
@@ -169,6 +173,27 @@ pub enum FaultPhase {
     HealFailed,
 }
 
+/// One action that undoes (part of) a fault, recorded before the fault is applied so that a
+/// later process (`pdchaos heal`) can heal it without the runner that applied it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Undo {
+    /// SIGCONT a paused process.
+    Resume { node: String, pid: u32 },
+    /// Start a killed or stopped node again (needs the stack that owns it).
+    Restart { node: String },
+    /// Scale a role back to its previous replica count (needs the stack that owns it).
+    Scale { role: Role, replicas: usize },
+    /// Re-enable a disabled Toxiproxy proxy.
+    EnableProxy { api: String, proxy: String },
+    /// Remove a toxic by name.
+    RemoveToxic {
+        api: String,
+        proxy: String,
+        toxic: String,
+    },
+}
+
 /// One line of the fault timeline (and of the journal file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEvent {
@@ -178,6 +203,9 @@ pub struct TimelineEvent {
     /// The full spec on `Planned`; omitted on later phases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<FaultSpec>,
+    /// On `Planned`: how to heal it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undo: Vec<Undo>,
     /// Free text: what was read back, what failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

@@ -153,6 +153,9 @@ pub struct RequestRecord {
     pub answer_chars: u64,
     #[serde(default)]
     pub server: ServerInfo,
+    /// The stream completed without a `usage` object (a warning unless usage is required).
+    #[serde(default)]
+    pub missing_usage: bool,
 }
 
 impl RequestRecord {
@@ -164,10 +167,18 @@ impl RequestRecord {
         }
     }
 
-    /// TTFT in µs: send to first token of any kind.
+    /// TTFT in µs: intended send to first token of any kind. In a closed loop the intended and
+    /// actual send times are equal; in an open loop a late send counts against the latency, so
+    /// a stalled client cannot hide a slow server (coordinated omission).
     pub fn ttft_us(&self) -> Option<u64> {
         self.first_token_us()
-            .map(|t| t.saturating_sub(self.sent_us))
+            .map(|t| t.saturating_sub(self.intended_us))
+    }
+
+    /// TTFT-answer in µs: intended send to the first answer (non-reasoning) token.
+    pub fn ttft_answer_us(&self) -> Option<u64> {
+        self.first_answer_us
+            .map(|t| t.saturating_sub(self.intended_us))
     }
 
     /// End-to-end latency in µs (from the intended send time, so open-loop stalls count).

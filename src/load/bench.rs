@@ -1,0 +1,178 @@
+//! `pdchaos bench-client`: how many concurrent streams one client core can measure faithfully.
+//!
+//! The scripted server runs on its own thread and runtime; the load client runs on a single-
+//! threaded runtime on another thread, so the client's CPU time (getrusage of that thread) and
+//! its measurement error (client-seen first token minus the server's own first-token stamp,
+//! both on one clock) are the client's alone.
+
+use crate::load::client::Timeouts;
+use crate::load::engine::{LoadConfig, Shape};
+use crate::load::metrics::Hist;
+use crate::load::prompts::PromptSource;
+use crate::load::scripted;
+use std::fmt;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub streams: u32,
+    pub tokens_per_s: f64,
+    pub tokens: u32,
+    pub duration: Duration,
+    pub client_threads: usize,
+}
+
+/// What the benchmark measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub cfg: BenchConfig,
+    pub requests: u64,
+    pub ok: u64,
+    pub chunks: u64,
+    pub wall_s: f64,
+    pub client_cpu_s: f64,
+    pub ttft_error_p50_ms: f64,
+    pub ttft_error_p99_ms: f64,
+    pub ttft_error_max_ms: f64,
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.cfg;
+        writeln!(
+            f,
+            "bench-client: {} streams x {} tok/s, {} client thread(s), {:.1} s",
+            c.streams, c.tokens_per_s, c.client_threads, self.wall_s
+        )?;
+        writeln!(f, "  requests       {} ({} ok)", self.requests, self.ok)?;
+        writeln!(
+            f,
+            "  chunks/s       {:.0} (target {:.0})",
+            self.chunks as f64 / self.wall_s,
+            c.streams as f64 * c.tokens_per_s
+        )?;
+        writeln!(
+            f,
+            "  client CPU     {:.2} s = {:.0}% of one core",
+            self.client_cpu_s,
+            100.0 * self.client_cpu_s / self.wall_s
+        )?;
+        write!(
+            f,
+            "  TTFT error     p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (client first token - server first token)",
+            self.ttft_error_p50_ms, self.ttft_error_p99_ms, self.ttft_error_max_ms
+        )
+    }
+}
+
+/// Errors that stop the benchmark from running at all.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot start a runtime or server: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Load(#[from] crate::load::LoadError),
+}
+
+pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let stop = CancellationToken::new();
+    let server_stop = stop.clone();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let Ok(rt) = rt else { return };
+        rt.block_on(async move {
+            match scripted::serve().await {
+                Ok(addr) => {
+                    let _ = addr_tx.send(Ok(addr));
+                    server_stop.cancelled().await;
+                }
+                Err(e) => {
+                    let _ = addr_tx.send(Err(e.to_string()));
+                }
+            }
+        });
+    });
+    let addr = addr_rx
+        .await
+        .map_err(|_| BenchError::Setup("server thread ended".into()))?
+        .map_err(BenchError::Setup)?;
+    let itl_us = (1e6 / cfg.tokens_per_s) as u64;
+    let mut load = LoadConfig::new(
+        format!("http://{addr}/v1"),
+        format!("scripted:ttft_ms=20,itl_us={itl_us},tokens={}", cfg.tokens),
+    );
+    load.shape = Shape::Closed {
+        users: cfg.streams,
+        ramp: None,
+    };
+    load.duration = Some(cfg.duration);
+    load.prompts = PromptSource::Inline("bench".into());
+    load.timeouts = Timeouts {
+        first_token: Duration::from_secs(30),
+        total: Duration::from_secs(600),
+    };
+    let threads = cfg.client_threads.max(1);
+    let cfg2 = cfg.clone();
+    let client = std::thread::spawn(move || -> Result<BenchReport, BenchError> {
+        let rt = if threads == 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+        }
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let cpu0 = thread_cpu_s();
+        let t0 = Instant::now();
+        let records = rt.block_on(crate::load::run(load, CancellationToken::new(), |_| {}))?;
+        let wall_s = t0.elapsed().as_secs_f64();
+        let client_cpu_s = thread_cpu_s() - cpu0;
+        let mut err = Hist::new();
+        let mut chunks = 0;
+        for r in &records {
+            chunks += r.chunk_offsets_us.len() as u64;
+            if let (Some(c), Some(s)) = (r.first_token_us(), r.server.first_token_us) {
+                err.record(c.saturating_sub(s));
+            }
+        }
+        let e = err.stats(1e3);
+        Ok(BenchReport {
+            cfg: cfg2,
+            requests: records.len() as u64,
+            ok: records.iter().filter(|r| r.outcome.is_ok()).count() as u64,
+            chunks,
+            wall_s,
+            client_cpu_s,
+            ttft_error_p50_ms: e.p50,
+            ttft_error_p99_ms: e.p99,
+            ttft_error_max_ms: e.max,
+        })
+    });
+    let report = tokio::task::spawn_blocking(move || client.join())
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?
+        .map_err(|_| BenchError::Setup("client thread panicked".into()))?;
+    stop.cancel();
+    let _ = server.join();
+    report
+}
+
+/// CPU time of the calling thread (user + system), in seconds. In a multi-threaded client this
+/// undercounts; the single-threaded figure is the one the README quotes.
+fn thread_cpu_s() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_THREAD) {
+        Ok(u) => {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(u.user_time()) + t(u.system_time())
+        }
+        Err(_) => 0.0,
+    }
+}

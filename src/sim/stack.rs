@@ -1,0 +1,582 @@
+//! The orchestrator: starts a whole local P/D deployment as child processes and controls it.
+//!
+//! Every node runs as `<binary> sim prefill|decode|router ...` on free loopback ports. The stack
+//! waits for health before returning, kills every child on shutdown and on drop, and children
+//! die with their parent (PDEATHSIG) even if it is SIGKILLed. It implements
+//! [`NodeControl`] so the fault layer can kill, pause, restart and scale nodes.
+
+use crate::fault::control::{BoxFuture, ControlError, NodeControl, NodeProcess};
+use crate::fault::model::{Link, LinkProxy};
+use crate::pd::Role;
+use crate::sim::health::WorkerSpec;
+use crate::sim::router::{GroupSpec, Policy, RouterBreaks, RouterConfig};
+use crate::sim::tokens::GenBreaks;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+/// Environment variable naming the parent pid; a node seeing it dies with that parent.
+pub const PARENT_ENV: &str = "PDCHAOS_PARENT_PID";
+
+/// Deliberate defects of the whole stack, for the suite's honesty tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Breaks {
+    pub router: RouterBreaks,
+    pub decode: GenBreaks,
+}
+
+impl Breaks {
+    /// Parses a `--break` name (see `pdchaos sim up --help`).
+    pub fn set(&mut self, name: &str) -> Result<(), String> {
+        match name {
+            "no-fallback-on-prefill-death" => self.router.no_fallback_on_prefill_death = true,
+            "ignore-kv-cut" => self.router.ignore_kv_cut = true,
+            "never-recover" => self.router.never_recover = true,
+            "drop-answer-after-thinking" => self.decode.drop_answer = true,
+            "no-done" => self.decode.no_done = true,
+            other => {
+                return Err(format!(
+                    "unknown break `{other}` (known: {})",
+                    Breaks::NAMES.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub const NAMES: [&'static str; 5] = [
+        "no-fallback-on-prefill-death",
+        "ignore-kv-cut",
+        "never-recover",
+        "drop-answer-after-thinking",
+        "no-done",
+    ];
+}
+
+/// The shape of a local deployment.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Prefill and decode nodes per group.
+    pub prefill: usize,
+    pub decode: usize,
+    pub groups: usize,
+    /// Profile name (`tiny`, `thinking`) or YAML path.
+    pub profile: String,
+    pub policy: Policy,
+    pub health_interval: Duration,
+    /// Route the links through an embedded Toxiproxy, so link faults can be injected.
+    pub toxiproxy: bool,
+    pub breaks: Breaks,
+    /// The pdchaos executable to start nodes with.
+    pub binary: PathBuf,
+}
+
+impl StackConfig {
+    pub fn new(binary: impl Into<PathBuf>) -> StackConfig {
+        StackConfig {
+            prefill: 1,
+            decode: 1,
+            groups: 1,
+            profile: "tiny".into(),
+            policy: Policy::RoundRobin,
+            health_interval: Duration::from_millis(200),
+            toxiproxy: true,
+            breaks: Breaks::default(),
+            binary: binary.into(),
+        }
+    }
+}
+
+/// Why the stack could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot start {node}: {reason}")]
+    Spawn { node: String, reason: String },
+    #[error("{node} did not become healthy within {secs} s")]
+    Unhealthy { node: String, secs: u64 },
+    #[error("invalid stack: {0}")]
+    Invalid(String),
+    #[error("toxiproxy: {0}")]
+    Proxy(String),
+}
+
+struct Slot {
+    name: String,
+    role: Role,
+    group: u32,
+    args: Vec<String>,
+    /// The address the router (and the health checks) use: a proxy when Toxiproxy is on.
+    http: SocketAddr,
+    child: Option<Child>,
+}
+
+struct Inner {
+    cfg: StackConfig,
+    slots: Mutex<Vec<Slot>>,
+    router_addr: SocketAddr,
+    proxies: Vec<LinkProxy>,
+    toxiproxy_api: Option<String>,
+    _dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+/// A running local deployment. Cheap to clone; the last clone dropped kills every process.
+#[derive(Clone)]
+pub struct Stack {
+    inner: Arc<Inner>,
+}
+
+fn free_addr() -> Result<SocketAddr, SimError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| SimError::Spawn {
+            node: "port".into(),
+            reason: e.to_string(),
+        })
+}
+
+impl Stack {
+    /// Starts every node on free ports and waits until the router serves disaggregated.
+    pub async fn start(cfg: StackConfig) -> Result<Stack, SimError> {
+        if cfg.prefill + cfg.decode == 0 || cfg.groups == 0 {
+            return Err(SimError::Invalid(
+                "need at least one node and one group".into(),
+            ));
+        }
+        crate::sim::profile::Profile::load(&cfg.profile)
+            .map_err(|e| SimError::Invalid(e.to_string()))?;
+        let dir = tempfile::tempdir().map_err(|e| SimError::Invalid(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| SimError::Invalid(e.to_string()))?;
+        let mut slots = Vec::new();
+        let mut proxies = Vec::new();
+        let mut groups = Vec::new();
+        let toxi = if cfg.toxiproxy {
+            Some(crate::sim::wiring::Toxi::start(&cfg.binary).await?)
+        } else {
+            None
+        };
+        for g in 0..cfg.groups {
+            let prefix = if cfg.groups > 1 {
+                format!("g{g}-")
+            } else {
+                String::new()
+            };
+            let mut spec = GroupSpec {
+                name: format!("g{g}"),
+                prefill: vec![],
+                decode: vec![],
+                bucket: None,
+            };
+            for (role, count) in [(Role::Prefill, cfg.prefill), (Role::Decode, cfg.decode)] {
+                for i in 0..count {
+                    let name = format!("{prefix}{}-{i}", role.as_str());
+                    let listen = free_addr()?;
+                    let mut args = vec![
+                        "sim".into(),
+                        role.as_str().into(),
+                        "--name".into(),
+                        name.clone(),
+                        "--listen".into(),
+                        listen.to_string(),
+                        "--profile".into(),
+                        cfg.profile.clone(),
+                    ];
+                    let mut http = listen;
+                    let mut kv = None;
+                    if role == Role::Prefill {
+                        let kv_listen = free_addr()?;
+                        args.extend(["--kv-listen".into(), kv_listen.to_string()]);
+                        kv = Some(kv_listen);
+                    }
+                    if role == Role::Decode {
+                        if cfg.breaks.decode.drop_answer {
+                            args.extend(["--break".into(), "drop-answer-after-thinking".into()]);
+                        }
+                        if cfg.breaks.decode.no_done {
+                            args.extend(["--break".into(), "no-done".into()]);
+                        }
+                    }
+                    if let Some(t) = &toxi {
+                        let link = if role == Role::Prefill {
+                            Link::RouterPrefill
+                        } else {
+                            Link::RouterDecode
+                        };
+                        let p = t.proxy(&format!("router-{name}"), listen).await?;
+                        proxies.push(LinkProxy {
+                            link,
+                            node: name.clone(),
+                            proxy: p.0.clone(),
+                        });
+                        http = p.1;
+                        if let Some(k) = kv {
+                            let p = t.proxy(&format!("kv-{name}"), k).await?;
+                            proxies.push(LinkProxy {
+                                link: Link::DecodePrefillKv,
+                                node: name.clone(),
+                                proxy: p.0.clone(),
+                            });
+                            kv = Some(p.1);
+                        }
+                    }
+                    let worker = WorkerSpec {
+                        name: name.clone(),
+                        url: format!("http://{http}"),
+                        kv_host: kv.map(|a| a.ip().to_string()),
+                        kv_port: kv.map(|a| a.port()),
+                    };
+                    match role {
+                        Role::Prefill => spec.prefill.push(worker),
+                        _ => spec.decode.push(worker),
+                    }
+                    slots.push(Slot {
+                        name,
+                        role,
+                        group: g as u32,
+                        args,
+                        http,
+                        child: None,
+                    });
+                }
+            }
+            groups.push(spec);
+        }
+        assign_buckets(&mut groups);
+        let router_addr = free_addr()?;
+        let router_cfg = RouterConfig {
+            listen: router_addr,
+            groups,
+            policy: cfg.policy,
+            health_interval: cfg.health_interval,
+            breaks: cfg.breaks.router,
+        };
+        let cfg_path = dir.path().join("router.json");
+        std::fs::write(
+            &cfg_path,
+            serde_json::to_vec_pretty(&router_cfg).unwrap_or_default(),
+        )
+        .map_err(|e| SimError::Invalid(e.to_string()))?;
+        slots.push(Slot {
+            name: "router".into(),
+            role: Role::Router,
+            group: 0,
+            args: vec![
+                "sim".into(),
+                "router".into(),
+                "--config".into(),
+                cfg_path.display().to_string(),
+            ],
+            http: router_addr,
+            child: None,
+        });
+        let toxiproxy_api = toxi.as_ref().map(|t| t.api.clone());
+        let mut toxi_slot = toxi.map(|t| Slot {
+            name: "toxiproxy".into(),
+            role: Role::Router,
+            group: 0,
+            args: vec!["toxiproxy".into(), "--listen".into(), t.addr.to_string()],
+            http: t.addr,
+            child: Some(t.child),
+        });
+        let stack = Stack {
+            inner: Arc::new(Inner {
+                cfg,
+                slots: Mutex::new(Vec::new()),
+                router_addr,
+                proxies,
+                toxiproxy_api,
+                _dir: dir,
+                client,
+            }),
+        };
+        {
+            let mut guard = stack.inner.slots.lock().await;
+            if let Some(t) = toxi_slot.take() {
+                guard.push(t);
+            }
+            for mut s in slots {
+                s.child = Some(stack.spawn(&s.name, &s.args)?);
+                guard.push(s);
+            }
+        }
+        let names: Vec<(String, SocketAddr)> = stack
+            .inner
+            .slots
+            .lock()
+            .await
+            .iter()
+            .map(|s| (s.name.clone(), s.http))
+            .collect();
+        for (name, addr) in names {
+            stack
+                .wait_healthy(&name, addr, Duration::from_secs(20))
+                .await?;
+        }
+        stack
+            .wait_mode("disaggregated", Duration::from_secs(10))
+            .await?;
+        Ok(stack)
+    }
+
+    fn spawn(&self, name: &str, args: &[String]) -> Result<Child, SimError> {
+        Command::new(&self.inner.cfg.binary)
+            .args(args)
+            .env(PARENT_ENV, std::process::id().to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| SimError::Spawn {
+                node: name.into(),
+                reason: e.to_string(),
+            })
+    }
+
+    async fn wait_healthy(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        within: Duration,
+    ) -> Result<(), SimError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let url = if name == "toxiproxy" {
+            format!("http://{addr}/version")
+        } else {
+            format!("http://{addr}/health")
+        };
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(r) = self.inner.client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(SimError::Unhealthy {
+            node: name.into(),
+            secs: within.as_secs(),
+        })
+    }
+
+    /// Waits until every group of the router reports `mode`.
+    pub async fn wait_mode(&self, mode: &str, within: Duration) -> Result<(), SimError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(v) = self.status().await
+                && let Some(groups) = v["groups"].as_array()
+                && groups.iter().all(|g| g["mode"] == mode)
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SimError::Unhealthy {
+                    node: format!("router (mode {mode})"),
+                    secs: within.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Base URL of the OpenAI API: `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.inner.router_addr)
+    }
+
+    /// The router's `/status` as JSON.
+    pub async fn status(&self) -> Result<serde_json::Value, SimError> {
+        let url = format!("http://{}/status", self.inner.router_addr);
+        let r = self
+            .inner
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| SimError::Invalid(e.to_string()))?;
+        r.json().await.map_err(|e| SimError::Invalid(e.to_string()))
+    }
+
+    /// The pids of every running process (for leak checks).
+    pub async fn pids(&self) -> Vec<u32> {
+        self.inner
+            .slots
+            .lock()
+            .await
+            .iter()
+            .filter_map(|s| s.child.as_ref().and_then(Child::id))
+            .collect()
+    }
+
+    /// Kills every process and waits for each to exit.
+    pub async fn shutdown(&self) {
+        let mut slots = self.inner.slots.lock().await;
+        for s in slots.iter_mut() {
+            if let Some(mut c) = s.child.take() {
+                if let Some(pid) = c.id() {
+                    crate::sim::proc::signal(pid, nix::sys::signal::Signal::SIGCONT);
+                }
+                let _ = c.kill().await;
+            }
+        }
+    }
+
+    async fn with_slot<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Slot) -> T,
+    ) -> Result<T, ControlError> {
+        let mut slots = self.inner.slots.lock().await;
+        let slot = slots
+            .iter_mut()
+            .find(|s| s.name == name)
+            .ok_or_else(|| ControlError(format!("no node named `{name}`")))?;
+        Ok(f(slot))
+    }
+
+    async fn pid_of(&self, name: &str) -> Result<u32, ControlError> {
+        self.with_slot(name, |s| s.child.as_ref().and_then(Child::id))
+            .await?
+            .ok_or_else(|| ControlError(format!("{name} is not running")))
+    }
+}
+
+/// Splits prompt lengths into one bucket per group (group 0 the shortest prompts).
+fn assign_buckets(groups: &mut [GroupSpec]) {
+    if groups.len() < 2 {
+        return;
+    }
+    const EDGES: [u64; 6] = [0, 512, 2048, 8192, 32768, u64::MAX];
+    let n = groups.len();
+    for (i, g) in groups.iter_mut().enumerate() {
+        let lo = EDGES[i.min(EDGES.len() - 2)];
+        let hi = if i + 1 == n {
+            u64::MAX
+        } else {
+            EDGES[(i + 1).min(EDGES.len() - 1)]
+        };
+        g.bucket = Some((lo, hi));
+    }
+}
+
+impl NodeControl for Stack {
+    fn nodes(&self) -> Vec<NodeProcess> {
+        let slots = self.inner.slots.try_lock();
+        let Ok(slots) = slots else { return Vec::new() };
+        slots
+            .iter()
+            .filter(|s| s.name != "toxiproxy")
+            .map(|s| NodeProcess {
+                name: s.name.clone(),
+                role: s.role,
+                group: s.group,
+                pid: s.child.as_ref().and_then(Child::id),
+            })
+            .collect()
+    }
+
+    fn kill<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let mut child = self
+                .with_slot(name, |s| s.child.take())
+                .await?
+                .ok_or_else(|| ControlError(format!("{name} is not running")))?;
+            child
+                .kill()
+                .await
+                .map_err(|e| ControlError(format!("kill {name}: {e}")))
+        })
+    }
+
+    fn stop<'a>(
+        &'a self,
+        name: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let mut child = self
+                .with_slot(name, |s| s.child.take())
+                .await?
+                .ok_or_else(|| ControlError(format!("{name} is not running")))?;
+            if let Some(pid) = child.id() {
+                crate::sim::proc::signal(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+            if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+            Ok(())
+        })
+    }
+
+    fn pause<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let pid = self.pid_of(name).await?;
+            crate::sim::proc::signal(pid, nix::sys::signal::Signal::SIGSTOP);
+            Ok(())
+        })
+    }
+
+    fn resume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let pid = self.pid_of(name).await?;
+            crate::sim::proc::signal(pid, nix::sys::signal::Signal::SIGCONT);
+            Ok(())
+        })
+    }
+
+    fn restart<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let (old, args, http) = self
+                .with_slot(name, |s| (s.child.take(), s.args.clone(), s.http))
+                .await?;
+            if let Some(mut c) = old {
+                let _ = c.kill().await;
+            }
+            let child = self
+                .spawn(name, &args)
+                .map_err(|e| ControlError(e.to_string()))?;
+            self.with_slot(name, |s| s.child = Some(child)).await?;
+            self.wait_healthy(name, http, Duration::from_secs(20))
+                .await
+                .map_err(|e| ControlError(e.to_string()))
+        })
+    }
+
+    fn scale<'a>(&'a self, role: Role, replicas: usize) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let nodes: Vec<NodeProcess> = self
+                .nodes()
+                .into_iter()
+                .filter(|n| n.role == role)
+                .collect();
+            if replicas > nodes.len() {
+                return Err(ControlError(format!(
+                    "the local stack has {} {role} slots; scaling to {replicas} needs a larger layout (--{role} N)",
+                    nodes.len()
+                )));
+            }
+            for (i, n) in nodes.iter().enumerate() {
+                match (i < replicas, n.pid.is_some()) {
+                    (true, false) => self.restart(&n.name).await?,
+                    (false, true) => self.stop(&n.name, Duration::from_secs(2)).await?,
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn link_proxies(&self) -> Vec<LinkProxy> {
+        self.inner.proxies.clone()
+    }
+
+    fn toxiproxy_api(&self) -> Option<String> {
+        self.inner.toxiproxy_api.clone()
+    }
+}
