@@ -99,6 +99,7 @@ fn closed_loop(
                 error: (!outcome.is_ok()).then(|| outcome.as_str().to_string()),
                 reasoning_chars: 0,
                 answer_chars: out_tokens * 4,
+                missing_usage: false,
                 server: ServerInfo {
                     mode: first.map(|_| mode),
                     ..ServerInfo::default()
@@ -174,6 +175,7 @@ fn ev(ts: Micros, id: &str, phase: FaultPhase, spec: Option<FaultSpec>) -> Timel
         fault: FaultId(id.into()),
         phase,
         spec,
+        undo: Vec::new(),
         detail: None,
     }
 }
