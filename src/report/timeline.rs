@@ -275,3 +275,55 @@ pub fn detect_and_recover(
     };
     (detect, recover)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::model::FaultId;
+
+    fn ev(ts_s: f64, id: &str, phase: FaultPhase) -> TimelineEvent {
+        TimelineEvent {
+            ts_us: 1_000_000 + (ts_s * 1e6) as u64,
+            fault: FaultId(id.into()),
+            phase,
+            spec: None,
+            undo: Vec::new(),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn faults_are_grouped_by_id_with_first_time_of_each_phase() {
+        let events = [
+            ev(1.0, "a", FaultPhase::Applied),
+            ev(2.0, "b", FaultPhase::Applied),
+            ev(1.5, "a", FaultPhase::Verified),
+            ev(5.0, "a", FaultPhase::Healed),
+            ev(6.0, "a", FaultPhase::Healed),
+            ev(7.0, "b", FaultPhase::HealFailed),
+        ];
+        let w = fault_windows(&events, 1_000_000);
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            (w[0].id.as_str(), w[0].start_s(), w[0].end_s()),
+            ("a", Some(1.0), Some(5.0))
+        );
+        assert_eq!(w[0].verified_s, Some(1.5));
+        assert!(w[1].heal_failed && w[1].end_s().is_none());
+        let (detect, recover) = detect_and_recover(&w, Some(1.75), Some(8.0));
+        assert_eq!(detect, Some(0.75));
+        assert_eq!(recover, Some(3.0));
+        // A degraded mode seen before any fault is not a detection.
+        assert_eq!(detect_and_recover(&w, Some(0.5), None), (None, None));
+    }
+
+    #[test]
+    fn percentiles_and_bins() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 5.0);
+        assert_eq!(percentile(&v, 0.9), 9.0);
+        assert_eq!(bin_width(60.0), 1.0);
+        assert_eq!(bin_width(10.0), 0.5);
+        assert_eq!(bin_width(600.0), 10.0);
+    }
+}
