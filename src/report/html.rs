@@ -39,11 +39,13 @@ pub fn table(t: &Table) -> String {
     out
 }
 
-/// The page. `figures` maps a scenario folder to its SVGs (caption, SVG text) to inline.
+/// The page. `figures` maps a scenario folder to its SVGs (caption, SVG text) to inline;
+/// `run_figures` are figures of the run as a whole (the combined sweep).
 pub fn render(
     run: &RunData,
     deltas: Option<(&[Delta], f64)>,
     figures: &BTreeMap<String, Vec<(String, String)>>,
+    run_figures: &[(String, String)],
 ) -> String {
     let passed = run.scenarios.iter().filter(|s| s.meta.passed).count();
     let all = run.scenarios.len();
@@ -63,6 +65,13 @@ pub fn render(
         secs(run.index.started_us, run.index.ended_us)
     );
     out.push_str(&table(&tables::scenarios(run)));
+    for (caption, svg) in run_figures {
+        let _ = writeln!(
+            out,
+            "<figure>{svg}<figcaption>{}</figcaption></figure>",
+            esc(caption)
+        );
+    }
     if let Some((deltas, tol)) = deltas {
         let regressions = deltas.iter().filter(|d| d.regression).count();
         let _ = writeln!(

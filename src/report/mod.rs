@@ -128,9 +128,32 @@ pub fn write_report(
                 .push((caption.to_string(), svg));
         }
     }
+    // A sizing study is often one scenario per ratio: one figure puts every ratio side by side.
+    let with_sweep: Vec<_> = run
+        .scenarios
+        .iter()
+        .filter(|s| !s.meta.sweep.is_empty())
+        .collect();
+    let mut run_figures = Vec::new();
+    if with_sweep.len() > 1 {
+        let rows: Vec<_> = with_sweep
+            .iter()
+            .flat_map(|s| s.meta.sweep.clone())
+            .collect();
+        let targets = with_sweep.iter().find_map(|s| s.meta.sweep_targets);
+        let svg = plots::sweep_svg("All ratios", &rows, targets)?;
+        let path = fig_dir.join("sweep.svg");
+        std::fs::write(&path, &svg).map_err(|e| write_err(&path, e))?;
+        files.push(path);
+        run_figures.push((
+            "Sizing sweep of every ratio in the run: filled points meet every target, hollow ones do not."
+                .to_string(),
+            svg,
+        ));
+    }
     let with_tol = deltas.as_deref().map(|d| (d, opts.tolerance_pct));
     let html_path = out.join(REPORT_HTML);
-    let html = html::render(&run, with_tol, &figures);
+    let html = html::render(&run, with_tol, &figures, &run_figures);
     std::fs::write(&html_path, html).map_err(|e| write_err(&html_path, e))?;
     let md_path = out.join(REPORT_MD);
     std::fs::write(&md_path, markdown::render(&run, with_tol))

@@ -252,7 +252,7 @@ fn points_panel(
     top: bool,
 ) -> Result<(), ReportError> {
     // Headroom above the highest point keeps the fault labels off the data.
-    let y_max = y_top(points.iter().map(|p| p.value)) * 1.35;
+    let y_max = y_top(points.iter().map(|p| p.value)) * 1.5;
     let mut c = chart(area, t, y_max, y_desc)?;
     for (degraded, color, name) in [
         (false, OK_POINT, "request (disaggregated)"),

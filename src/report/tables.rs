@@ -32,9 +32,14 @@ pub fn pass_fail(passed: bool) -> &'static str {
     if passed { "PASS" } else { "FAIL" }
 }
 
-/// Seconds with one decimal, or "—" when unknown.
+/// A duration in seconds as people read it: milliseconds under a second, else seconds with one
+/// decimal; "—" when unknown.
 pub fn fmt_s(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".to_string(), |v| format!("{v:.1} s"))
+    match v {
+        None => "—".to_string(),
+        Some(v) if v.abs() < 1.0 => format!("{:.0} ms", v * 1e3),
+        Some(v) => format!("{v:.1} s"),
+    }
 }
 
 fn fmt_num(v: Option<f64>, digits: usize) -> String {

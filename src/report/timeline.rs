@@ -162,14 +162,16 @@ pub fn decode_points(records: &[RequestRecord], origin: Micros) -> Vec<Point> {
         .collect()
 }
 
-/// A width for time bins: about 60 bins over the span, at least 0.5 s.
+/// A width for time bins: about 60 bins over the span, at least 0.1 s.
 pub fn bin_width(span_s: f64) -> f64 {
-    let raw = (span_s / 60.0).max(0.5);
+    let raw = (span_s / 60.0).max(0.1);
     // Round to a readable step.
-    [0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0]
-        .into_iter()
-        .find(|s| *s >= raw)
-        .unwrap_or(600.0)
+    [
+        0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0,
+    ]
+    .into_iter()
+    .find(|s| *s >= raw)
+    .unwrap_or(600.0)
 }
 
 /// Requests that ended in each bin, by outcome (bin index -> kind -> count).
@@ -323,7 +325,8 @@ mod tests {
         assert_eq!(percentile(&v, 0.5), 5.0);
         assert_eq!(percentile(&v, 0.9), 9.0);
         assert_eq!(bin_width(60.0), 1.0);
-        assert_eq!(bin_width(10.0), 0.5);
+        assert_eq!(bin_width(10.0), 0.2);
+        assert_eq!(bin_width(2.0), 0.1);
         assert_eq!(bin_width(600.0), 10.0);
     }
 }

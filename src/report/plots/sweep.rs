@@ -56,7 +56,12 @@ pub fn sweep_svg(
                 "min",
             ),
         ];
-        for (area, (desc, get, bound, which)) in halves.iter().zip(panels) {
+        // Legends where curves rarely are: TTFT rises to the right, decode rate starts high.
+        let corners = [
+            SeriesLabelPosition::LowerRight,
+            SeriesLabelPosition::LowerLeft,
+        ];
+        for ((area, (desc, get, bound, which)), corner) in halves.iter().zip(panels).zip(corners) {
             let y_max = y_top(rows.iter().map(get).chain(bound));
             let mut c = ChartBuilder::on(area)
                 .margin(10)
@@ -104,7 +109,7 @@ pub fn sweep_svg(
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
             }
             c.configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(corner)
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK.mix(0.4))
                 .label_font(("sans-serif", 12))
