@@ -131,10 +131,11 @@ fn every_fault_in_the_timeline_is_shaded_and_labelled() {
             .collect();
         assert!(!faults.is_empty());
         for f in &faults {
+            use pdchaos::report::timeline::{describe, short_id};
             let label = format!(
                 "{}: {}",
-                f.fault,
-                pdchaos::report::timeline::describe(f.spec.as_ref().unwrap())
+                short_id(&f.fault.0),
+                describe(f.spec.as_ref().unwrap())
             );
             assert!(
                 svg.contains(&label),
@@ -230,4 +231,50 @@ fn html_is_self_contained_and_inlines_every_figure() {
         std::fs::create_dir_all(out).unwrap();
         report(out);
     }
+}
+
+#[test]
+fn sweeps_of_several_scenarios_share_one_figure() {
+    use pdchaos::report::layout::{RUN_INDEX, RunIndex, SCENARIO_META};
+    let dir = tempfile::tempdir().unwrap();
+    support::write_run(dir.path(), support::Knobs::default());
+    // A second sizing scenario, as the suite writes one per ratio.
+    let src = dir.path().join("ratio-sweep");
+    let dst = dir.path().join("ratio-sweep-4p");
+    std::fs::create_dir_all(&dst).unwrap();
+    let mut meta: ScenarioMeta =
+        serde_json::from_str(&std::fs::read_to_string(src.join(SCENARIO_META)).unwrap()).unwrap();
+    meta.sweep.retain(|r| r.ratio == "1P/1D");
+    for r in &mut meta.sweep {
+        r.ratio = "4P/4D".into();
+    }
+    std::fs::write(
+        dst.join(SCENARIO_META),
+        serde_json::to_string(&meta).unwrap(),
+    )
+    .unwrap();
+    let mut index: RunIndex =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(RUN_INDEX)).unwrap())
+            .unwrap();
+    let mut entry = index.scenarios.last().unwrap().clone();
+    entry.dir = "ratio-sweep-4p".into();
+    index.scenarios.push(entry);
+    std::fs::write(
+        dir.path().join(RUN_INDEX),
+        serde_json::to_string(&index).unwrap(),
+    )
+    .unwrap();
+
+    let files = write_report(dir.path(), None, &ReportOptions::default()).unwrap();
+    let combined = dir.path().join("figures/sweep.svg");
+    assert!(files.figures.contains(&combined), "{:?}", files.figures);
+    let svg = std::fs::read_to_string(combined).unwrap();
+    for ratio in ["1P/1D", "1P/2D", "2P/1D", "2P/2D", "4P/4D"] {
+        assert!(
+            svg.contains(&format!("\n{ratio}\n")),
+            "{ratio} missing from the combined sweep"
+        );
+    }
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    assert_eq!(html.matches("<svg ").count(), files.figures.len());
 }

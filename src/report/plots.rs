@@ -358,7 +358,18 @@ fn throughput_panel(
     area: &DrawingArea<SVGBackend, Shift>,
     t: &Timeline,
 ) -> Result<(), ReportError> {
-    let tp = tl::throughput(&t.data.records, t.data.meta.started_us, t.width, t.bins);
+    let raw = tl::throughput(&t.data.records, t.data.meta.started_us, t.width, t.bins);
+    // A centred mean over five bins: per-bin counts of a few requests are mostly noise.
+    let tp: Vec<(f64, f64)> = (0..raw.len())
+        .map(|i| {
+            let near = &raw[i.saturating_sub(2)..(i + 3).min(raw.len())];
+            let n = near.len() as f64;
+            (
+                near.iter().map(|p| p.0).sum::<f64>() / n,
+                near.iter().map(|p| p.1).sum::<f64>() / n,
+            )
+        })
+        .collect();
     let y_max = y_top(tp.iter().map(|p| p.0));
     let tok_max = y_top(tp.iter().map(|p| p.1));
     // Mesh after the secondary coordinates, or plotters draws the primary labels on the right.
@@ -379,7 +390,7 @@ fn throughput_panel(
         RECOVERED.stroke_width(2),
     ))
     .map_err(plot_err)?
-    .label("successful req/s (left)")
+    .label("successful req/s, 5-bin mean (left)")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RECOVERED.stroke_width(2)));
     c.draw_secondary_series(LineSeries::new(
         tp.iter().enumerate().map(|(i, p)| (mid(i), p.1)),

@@ -59,7 +59,7 @@ pub fn fault_windows(events: &[TimelineEvent], origin: Micros) -> Vec<FaultWindo
             }
         });
         if let Some(spec) = &ev.spec {
-            w.label = format!("{}: {}", id, describe(spec));
+            w.label = format!("{}: {}", short_id(&id), describe(spec));
         }
         let t = Some(secs(origin, ev.ts_us));
         // The first event of each phase counts: a retried heal keeps its first attempt's time.
@@ -76,6 +76,15 @@ pub fn fault_windows(events: &[TimelineEvent], origin: Micros) -> Vec<FaultWindo
         .into_iter()
         .filter_map(|id| by_id.remove(&id))
         .collect()
+}
+
+/// A fault id without the run's numeric prefix (`1795917590422-kv-cut-3` -> `kv-cut-3`): the
+/// prefix is the same for every fault of a run and only crowds the figure.
+pub fn short_id(id: &str) -> &str {
+    match id.split_once('-') {
+        Some((head, rest)) if head.len() >= 6 && head.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => id,
+    }
 }
 
 /// "kill prefill", "toxic latency on decode_prefill_kv", ...
@@ -317,6 +326,13 @@ mod tests {
         assert_eq!(recover, Some(3.0));
         // A degraded mode seen before any fault is not a detection.
         assert_eq!(detect_and_recover(&w, Some(0.5), None), (None, None));
+    }
+
+    #[test]
+    fn short_ids_drop_only_a_numeric_run_prefix() {
+        assert_eq!(short_id("1795917590422-kv-cut-3"), "kv-cut-3");
+        assert_eq!(short_id("kv-cut"), "kv-cut");
+        assert_eq!(short_id("12-a"), "12-a");
     }
 
     #[test]
