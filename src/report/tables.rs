@@ -42,6 +42,11 @@ pub fn fmt_s(v: Option<f64>) -> String {
     }
 }
 
+/// A moment in seconds from the scenario start (two decimals, one unit for a whole column).
+fn fmt_at(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |v| format!("{v:.2} s"))
+}
+
 fn fmt_num(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "—".to_string(), |v| format!("{v:.digits$}"))
 }
@@ -174,15 +179,15 @@ pub fn faults(s: &ScenarioData) -> Table {
         let healed = if w.heal_failed {
             "HEAL FAILED".to_string()
         } else {
-            fmt_s(w.healed_s)
+            fmt_at(w.healed_s)
         };
         t.push(
             vec![
                 w.label.clone(),
-                fmt_s(w.applied_s),
-                fmt_s(w.verified_s),
+                fmt_at(w.applied_s),
+                fmt_at(w.verified_s),
                 healed,
-                fmt_s(w.heal_verified_s),
+                fmt_at(w.heal_verified_s),
             ],
             w.heal_failed || w.healed_s.is_none(),
         );
