@@ -6,6 +6,7 @@
 
 pub mod fault;
 pub mod load;
+pub mod report;
 pub mod run;
 pub mod sim;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Heal(fault::HealArgs),
     /// Serve the Toxiproxy REST API with an embedded proxy engine.
     Toxiproxy(fault::ToxiproxyArgs),
+    /// Write the HTML report, figures and Markdown summary of a run folder.
+    Report(report::ReportArgs),
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -90,6 +93,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Fault(cmd) => fault::run(cmd).await,
         Command::Heal(args) => fault::heal(args).await,
         Command::Toxiproxy(args) => fault::toxiproxy(args).await,
+        Command::Report(args) => report::run(args).await,
     }
 }
 

@@ -62,6 +62,9 @@ pub struct ScenarioMeta {
     /// Rows of a ratio sweep (empty for other scenarios).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweep: Vec<SweepRow>,
+    /// The targets the sweep rows were judged against (absent for other scenarios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_targets: Option<SweepTargets>,
     /// Failure messages of steps that did not get as far as a verdict.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -78,4 +81,13 @@ pub struct SweepRow {
     pub success_rate: f64,
     /// Whether this point meets every stated target.
     pub meets_targets: bool,
+}
+
+/// Targets a sizing sweep is judged against, drawn as bounds on the sweep plot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepTargets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p90_ms_max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_tps_p50_min: Option<f64>,
 }
