@@ -162,8 +162,15 @@ async fn measure(s: &Stack, users: u32, prompt_tokens: u64, n: u64) -> Summary {
     let mut cfg = LoadConfig::new(s.base_url(), "sim");
     cfg.max_requests = Some(n);
     cfg.shape = load::engine::Shape::Closed { users, ramp: None };
-    cfg.prompts = load::prompts::PromptSource::Synthetic { tokens: prompt_tokens };
-    load::summarize(&load::run(cfg, CancellationToken::new(), |_| {}).await.unwrap(), None)
+    cfg.prompts = load::prompts::PromptSource::Synthetic {
+        tokens: prompt_tokens,
+    };
+    load::summarize(
+        &load::run(cfg, CancellationToken::new(), |_| {})
+            .await
+            .unwrap(),
+        None,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,11 +179,21 @@ async fn ttft_grows_with_prompt_length_and_prefill_queue_depth() {
     let short = measure(&s, 1, 50, 6).await;
     // 10,000 prompt tokens at the tiny profile's 50,000 tokens/s: ~200 ms more prefill.
     let long = measure(&s, 1, 10_000, 6).await;
-    assert!(long.ttft_ms.p50 > short.ttft_ms.p50 + 120.0, "short {:?} long {:?}", short.ttft_ms, long.ttft_ms);
+    assert!(
+        long.ttft_ms.p50 > short.ttft_ms.p50 + 120.0,
+        "short {:?} long {:?}",
+        short.ttft_ms,
+        long.ttft_ms
+    );
     // 16 users with 4,000-token prompts queue behind a 4,096-token batch budget.
     let queued = measure(&s, 16, 4_000, 32).await;
     let alone = measure(&s, 1, 4_000, 6).await;
-    assert!(queued.ttft_ms.p90 > alone.ttft_ms.p90 * 2.0, "alone {:?} queued {:?}", alone.ttft_ms, queued.ttft_ms);
+    assert!(
+        queued.ttft_ms.p90 > alone.ttft_ms.p90 * 2.0,
+        "alone {:?} queued {:?}",
+        alone.ttft_ms,
+        queued.ttft_ms
+    );
     s.shutdown().await;
 }
 
@@ -186,6 +203,11 @@ async fn decode_rate_falls_as_the_decode_batch_grows() {
     let alone = measure(&s, 1, 20, 6).await;
     // 96 sequences add 96 x 40 µs to the 8 ms step: about a third slower per token.
     let crowded = measure(&s, 96, 20, 192).await;
-    assert!(crowded.decode_tps.p50 < alone.decode_tps.p50 * 0.9, "alone {:?} crowded {:?}", alone.decode_tps, crowded.decode_tps);
+    assert!(
+        crowded.decode_tps.p50 < alone.decode_tps.p50 * 0.9,
+        "alone {:?} crowded {:?}",
+        alone.decode_tps,
+        crowded.decode_tps
+    );
     s.shutdown().await;
 }

@@ -146,6 +146,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         "\nreports: {}/ (summary.md, run.json, one folder per scenario)",
         args.out.display()
     );
+    match crate::report::write_report(&args.out, None, &crate::report::ReportOptions::default()) {
+        Ok(f) => println!("report:  {}", f.html.display()),
+        Err(e) => eprintln!("report: {e}"),
+    }
     println!("{} passed, {} failed", result.passed(), result.failed());
     Ok(if result.ok() { 0 } else { 1 })
 }

@@ -405,7 +405,9 @@ mod tests {
         assert_eq!(counter.count("hello world hello"), (3, false));
         assert_eq!(TokenCounter::Estimate.count("hello world hello"), (5, true));
         let bad = dataset("{not a tokenizer");
-        let err = TokenCounter::load(Some(bad.path())).err().map(|e| e.to_string());
+        let err = TokenCounter::load(Some(bad.path()))
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("cannot load tokenizer")));
     }
 

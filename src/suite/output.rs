@@ -121,7 +121,7 @@ fn write_scenario(
         degraded_at_us: w.degraded_at_us,
         recovered_at_us: w.recovered_at_us,
         sweep: w.sweep.clone(),
-        sweep_targets: None,
+        sweep_targets: w.sweep_targets,
         errors: errors.to_vec(),
     };
     std::fs::write(dir.join(layout::SCENARIO_META), json(&meta))

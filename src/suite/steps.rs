@@ -312,6 +312,10 @@ step!(then_ttft_compare, |w, m| {
 
 step!(then_sizing, |w, m| {
     let (ttft_max, tps_min, success_min): (f64, f64, f64) = (num(&m[0]), num(&m[1]), num(&m[2]));
+    w.sweep_targets = Some(crate::report::layout::SweepTargets {
+        ttft_p90_ms_max: Some(ttft_max),
+        decode_tps_p50_min: Some(tps_min),
+    });
     for r in &mut w.sweep {
         r.meets_targets = r.ttft_p90_ms < ttft_max
             && r.decode_tps_p50 >= tps_min

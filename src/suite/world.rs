@@ -82,6 +82,8 @@ pub struct PdWorld {
     pub ended_us: Micros,
     pub verdicts: Vec<Verdict>,
     pub sweep: Vec<SweepRow>,
+    /// The sizing targets a sweep was judged against (drawn on the report's sweep figure).
+    pub sweep_targets: Option<crate::report::layout::SweepTargets>,
     pub degraded_at_us: Option<Micros>,
     pub recovered_at_us: Option<Micros>,
     pub nemesis: Option<Nemesis>,
