@@ -272,3 +272,49 @@ fn killed_runner_leaves_a_journal_that_heal_cleans_up() {
     victim.kill().unwrap();
     victim.wait().unwrap();
 }
+
+#[test]
+fn dry_run_prints_the_plan_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.jsonl");
+    let mut victim = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = victim.id();
+    let out = Command::new(BIN)
+        .args([
+            "fault",
+            "apply",
+            "--kind",
+            "pause",
+            "--pid",
+            &format!("victim={pid}"),
+            "--duration",
+            "5s",
+            "--dry-run",
+        ])
+        .arg("--journal")
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("would: SIGSTOP -> victim (pid {pid})")),
+        "{text}"
+    );
+    assert!(
+        text.contains("heal:") && text.contains("heal after 5s"),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!proc::is_stopped(pid), "a dry run must not pause anything");
+    assert!(
+        pdchaos::fault::journal::read(&journal).unwrap().is_empty(),
+        "a dry run journals nothing"
+    );
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}

@@ -97,6 +97,9 @@ pub struct ApplyArgs {
     /// Fault id (default: kind and time).
     #[arg(long)]
     pub id: Option<String>,
+    /// Print each planned action (signals, API calls, heals) and do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long, default_value = DEFAULT_JOURNAL)]
     pub journal: PathBuf,
 }
@@ -256,6 +259,12 @@ async fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
     }
     let id = spec.id.clone();
     let duration = spec.duration;
+    if a.dry_run {
+        for step in nemesis.dry_run(&spec).await? {
+            println!("would: {step}");
+        }
+        return Ok(0);
+    }
     nemesis.apply(spec).await?;
     println!(
         "fault {id} applied and verified (journal {})",

@@ -245,6 +245,77 @@ impl Nemesis {
         Ok(())
     }
 
+    /// What `apply` would do, step by step, without doing anything (`--dry-run`).
+    pub async fn dry_run(&self, spec: &FaultSpec) -> Result<Vec<String>, FaultError> {
+        let id = &spec.id;
+        let undo = self.plan(spec).await?;
+        let mut steps = vec![format!("journal {:?}: planned {}", self.journal_path(), id)];
+        match &spec.kind {
+            FaultKind::Kill | FaultKind::Stop { .. } | FaultKind::Pause | FaultKind::Restart => {
+                let signal = match &spec.kind {
+                    FaultKind::Kill => "SIGKILL".to_string(),
+                    FaultKind::Stop { grace } => format!(
+                        "SIGTERM, then SIGKILL after {}",
+                        humantime::format_duration(*grace)
+                    ),
+                    FaultKind::Pause => "SIGSTOP".to_string(),
+                    _ => "SIGKILL, then start again".to_string(),
+                };
+                for (node, pid) in self.nodes(id, &spec.target)? {
+                    steps.push(format!(
+                        "{signal} -> {node} (pid {})",
+                        pid.map_or("-".into(), |p| p.to_string())
+                    ));
+                }
+            }
+            FaultKind::Scale { replicas } => {
+                steps.push(format!("scale {:?} to {replicas}", spec.target))
+            }
+            FaultKind::Partition => {
+                for p in self.proxies(id, &spec.target)? {
+                    steps.push(format!(
+                        "POST {}/proxies/{p} {{\"enabled\": false}}",
+                        self.toxi(id)?.base_url()
+                    ));
+                }
+            }
+            FaultKind::Toxic {
+                toxic,
+                stream,
+                toxicity,
+            } => {
+                let body = serde_json::to_string(&toxic_info(id, toxic, *stream, *toxicity))
+                    .unwrap_or_default();
+                for p in self.proxies(id, &spec.target)? {
+                    steps.push(format!(
+                        "POST {}/proxies/{p}/toxics {body}",
+                        self.toxi(id)?.base_url()
+                    ));
+                }
+            }
+            FaultKind::Evict => return Err(refused(id, "eviction needs a Kubernetes target")),
+        }
+        steps.push("read back: verify the fault is in effect".into());
+        for u in undo {
+            steps.push(format!(
+                "heal: {}",
+                serde_json::to_string(&u).unwrap_or_default()
+            ));
+        }
+        if let Some(d) = spec.duration {
+            steps.push(format!("heal after {}", humantime::format_duration(d)));
+        }
+        Ok(steps)
+    }
+
+    fn journal_path(&self) -> std::path::PathBuf {
+        self.inner
+            .journal
+            .lock()
+            .map(|j| j.path().to_path_buf())
+            .unwrap_or_default()
+    }
+
     async fn plan(&self, spec: &FaultSpec) -> Result<Vec<Undo>, FaultError> {
         let id = &spec.id;
         Ok(match &spec.kind {
