@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Where faults are journalled unless `--journal` says otherwise.
-pub const DEFAULT_JOURNAL: &str = ".pdchaos/journal.jsonl";
+/// The same file `pdchaos run` journals to with its default `--out pdchaos-out`.
+pub const DEFAULT_JOURNAL: &str = "pdchaos-out/journal.jsonl";
 
 #[derive(Debug, Subcommand)]
 pub enum FaultCommand {

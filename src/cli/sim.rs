@@ -169,7 +169,10 @@ async fn up(a: UpArgs) -> anyhow::Result<i32> {
         "starting {} group(s) of {}P/{}D (profile {}) ...",
         cfg.groups, cfg.prefill, cfg.decode, cfg.profile
     );
-    let stack = Stack::start(cfg).await?;
+    let stack = Stack::start(cfg).await.map_err(|e| match e {
+        crate::sim::stack::SimError::Invalid(m) => bad_input(m),
+        other => other.into(),
+    })?;
     println!("OpenAI API:  {}", stack.base_url());
     println!(
         "router:      {}",
