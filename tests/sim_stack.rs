@@ -42,8 +42,34 @@ fn node(stack: &Stack, role: Role) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_disaggregated_streams_with_server_timings() {
-    let s = stack(1, 2).await;
-    let sum = burst(&s, 20).await;
+    let s = stack(2, 2).await;
+    let mut cfg = LoadConfig::new(s.base_url(), "sim");
+    cfg.max_requests = Some(20);
+    cfg.shape = load::engine::Shape::Closed {
+        users: 4,
+        ramp: None,
+    };
+    let recs = load::run(cfg, CancellationToken::new(), |_| {})
+        .await
+        .unwrap();
+    // Round robin spreads over every node of each role.
+    for (role, names) in [
+        ("prefill", ["prefill-0", "prefill-1"]),
+        ("decode", ["decode-0", "decode-1"]),
+    ] {
+        for n in names {
+            let served = recs
+                .iter()
+                .filter(|r| {
+                    [&r.server.prefill, &r.server.decode]
+                        .iter()
+                        .any(|x| x.as_deref() == Some(n))
+                })
+                .count();
+            assert!(served >= 5, "{role} {n} served {served} of 20");
+        }
+    }
+    let sum = load::summarize(&recs, None);
     assert_eq!(sum.requests.ok, 20, "{:?}", sum.outcomes);
     assert_eq!(sum.modes.get("disaggregated"), Some(&20));
     assert!(!sum.output_tokens.estimated, "usage is sent");

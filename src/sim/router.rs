@@ -94,7 +94,9 @@ struct RouterState {
     cfg: RouterConfig,
     groups: Arc<Vec<Group>>,
     client: reqwest::Client,
-    rr: AtomicU64,
+    /// Round-robin position per role (prefill, decode): one shared counter would step twice per
+    /// request and pin every request to the same decode node when there are two.
+    rr: [AtomicU64; 2],
     metrics: Metrics,
 }
 
@@ -128,7 +130,7 @@ pub async fn run(cfg: RouterConfig) -> std::io::Result<()> {
         cfg,
         groups,
         client,
-        rr: AtomicU64::new(0),
+        rr: [AtomicU64::new(0), AtomicU64::new(0)],
         metrics: Metrics::default(),
     });
     let app = Router::new()
@@ -194,7 +196,10 @@ async fn route(s: Arc<RouterState>, body: Value, path: &str) -> Response {
                 .filter(|p| p.is_healthy() && (b.ignore_kv_cut || p.link_ok()))
                 .collect()
         };
-        if let (Some(p), Some(d)) = (s.pick(&prefills, &req.prompt_text), s.pick(&decodes, "")) {
+        if let (Some(p), Some(d)) = (
+            s.pick(0, &prefills, &req.prompt_text),
+            s.pick(1, &decodes, ""),
+        ) {
             match s.disaggregated(p, d, &body, path, arrival).await {
                 Attempt::Streaming(resp) => return resp,
                 Attempt::PrefillFailed(e) if b.no_fallback_on_prefill_death => {
@@ -220,13 +225,13 @@ async fn route(s: Arc<RouterState>, body: Value, path: &str) -> Response {
         }
         // Degraded: the decode side if any is up (it keeps the KV memory), else the prefill side.
         let decodes: Vec<&Arc<Worker>> = group.decode.iter().filter(|d| d.is_healthy()).collect();
-        if let Some(d) = s.pick(&decodes, "")
+        if let Some(d) = s.pick(1, &decodes, "")
             && let Some(resp) = s.single(d, PdMode::DecodeOnly, &body, path, arrival).await
         {
             return resp;
         }
         let prefills: Vec<&Arc<Worker>> = group.prefill.iter().filter(|p| p.is_healthy()).collect();
-        if let Some(p) = s.pick(&prefills, &req.prompt_text)
+        if let Some(p) = s.pick(0, &prefills, &req.prompt_text)
             && let Some(resp) = s.single(p, PdMode::PrefillOnly, &body, path, arrival).await
         {
             return resp;
@@ -247,12 +252,17 @@ impl RouterState {
         order
     }
 
-    fn pick<'a>(&self, ws: &[&'a Arc<Worker>], prompt: &str) -> Option<&'a Arc<Worker>> {
+    fn pick<'a>(
+        &self,
+        side: usize,
+        ws: &[&'a Arc<Worker>],
+        prompt: &str,
+    ) -> Option<&'a Arc<Worker>> {
         if ws.is_empty() {
             return None;
         }
         let i = match self.cfg.policy {
-            Policy::RoundRobin => self.rr.fetch_add(1, Ordering::Relaxed) as usize,
+            Policy::RoundRobin => self.rr[side].fetch_add(1, Ordering::Relaxed) as usize,
             Policy::LeastLoad => (0..ws.len())
                 .min_by_key(|&i| ws[i].inflight.load(Ordering::Relaxed))
                 .unwrap_or(0),
@@ -262,7 +272,7 @@ impl RouterState {
                 prompt.chars().take(256).collect::<String>().hash(&mut h);
                 h.finish() as usize
             }
-            Policy::PrefixAffinity => self.rr.fetch_add(1, Ordering::Relaxed) as usize,
+            Policy::PrefixAffinity => self.rr[side].fetch_add(1, Ordering::Relaxed) as usize,
         };
         Some(ws[i % ws.len()])
     }
