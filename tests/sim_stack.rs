@@ -18,17 +18,22 @@ async fn stack(prefill: usize, decode: usize) -> Stack {
     Stack::start(cfg).await.expect("stack starts")
 }
 
-async fn burst(stack: &Stack, n: u64) -> Summary {
-    let mut cfg = LoadConfig::new(stack.base_url(), "sim");
+/// A closed-loop load of `users` against the stack's router, `n` requests in all.
+fn config(s: &Stack, users: u32, n: u64) -> LoadConfig {
+    let mut cfg = LoadConfig::new(s.base_url(), "sim");
     cfg.max_requests = Some(n);
-    cfg.shape = load::engine::Shape::Closed {
-        users: 4,
-        ramp: None,
-    };
-    let recs = load::run(cfg, CancellationToken::new(), |_| {})
+    cfg.shape = load::engine::Shape::Closed { users, ramp: None };
+    cfg
+}
+
+async fn records(cfg: LoadConfig) -> Vec<pdchaos::load::record::RequestRecord> {
+    load::run(cfg, CancellationToken::new(), |_| {})
         .await
-        .unwrap();
-    load::summarize(&recs, None)
+        .unwrap()
+}
+
+async fn burst(s: &Stack, n: u64) -> Summary {
+    load::summarize(&records(config(s, 4, n)).await, None)
 }
 
 fn node(stack: &Stack, role: Role) -> String {
@@ -43,15 +48,7 @@ fn node(stack: &Stack, role: Role) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_disaggregated_streams_with_server_timings() {
     let s = stack(2, 2).await;
-    let mut cfg = LoadConfig::new(s.base_url(), "sim");
-    cfg.max_requests = Some(20);
-    cfg.shape = load::engine::Shape::Closed {
-        users: 4,
-        ramp: None,
-    };
-    let recs = load::run(cfg, CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let recs = records(config(&s, 4, 20)).await;
     // Round robin spreads over every node of each role.
     for (role, names) in [
         ("prefill", ["prefill-0", "prefill-1"]),
@@ -142,18 +139,10 @@ async fn a_repeated_prompt_hits_the_prefix_cache() {
     let s = stack(1, 1).await;
     let long = "The quick brown fox jumps over the lazy dog. ".repeat(400);
     let run = |unique: bool| {
-        let mut cfg = LoadConfig::new(s.base_url(), "sim");
-        cfg.max_requests = Some(6);
+        let mut cfg = config(&s, 1, 6);
         cfg.unique_prefix = unique;
         cfg.prompts = load::prompts::PromptSource::Inline(long.clone());
-        async move {
-            load::summarize(
-                &load::run(cfg, CancellationToken::new(), |_| {})
-                    .await
-                    .unwrap(),
-                None,
-            )
-        }
+        async move { load::summarize(&records(cfg).await, None) }
     };
     let miss = run(true).await;
     let hit = run(false).await;
@@ -185,18 +174,11 @@ async fn a_decode_paused_under_a_request_does_not_hang_it() {
 }
 
 async fn measure(s: &Stack, users: u32, prompt_tokens: u64, n: u64) -> Summary {
-    let mut cfg = LoadConfig::new(s.base_url(), "sim");
-    cfg.max_requests = Some(n);
-    cfg.shape = load::engine::Shape::Closed { users, ramp: None };
+    let mut cfg = config(s, users, n);
     cfg.prompts = load::prompts::PromptSource::Synthetic {
         tokens: prompt_tokens,
     };
-    load::summarize(
-        &load::run(cfg, CancellationToken::new(), |_| {})
-            .await
-            .unwrap(),
-        None,
-    )
+    load::summarize(&records(cfg).await, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
