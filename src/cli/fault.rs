@@ -2,11 +2,13 @@
 
 use crate::cli::bad_input;
 use crate::fault::control::NodeControl;
+use crate::fault::kube::{self, KubeFaults};
 use crate::fault::model::{
     FaultId, FaultKind, FaultSpec, FaultTarget, Link, LinkProxy, Stream, Toxic,
 };
 use crate::fault::nemesis::{self, Nemesis};
 use crate::fault::pids::PidControl;
+use crate::target::{Target, load_target};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +36,12 @@ pub enum KindArg {
     Kill,
     Stop,
     Pause,
+    /// Kill and wait until it (or its replacement pod) is back.
+    Restart,
+    /// Kubernetes only: the Eviction API (honours PodDisruptionBudgets).
+    Evict,
+    /// Kubernetes only: scale the role's workload to --replicas.
+    Scale,
     Partition,
     Blackhole,
     Latency,
@@ -42,6 +50,14 @@ pub enum KindArg {
     Slicer,
     LimitData,
     ResetPeer,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LinkArg {
+    RouterPrefill,
+    RouterDecode,
+    /// Decode fetching KV from prefill.
+    Kv,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -61,6 +77,25 @@ pub struct JournalArgs {
 pub struct ApplyArgs {
     #[arg(long, value_enum)]
     pub kind: KindArg,
+    /// A Kubernetes target file: pod, scale and partition faults act on that cluster (only its
+    /// allow-listed context and namespaces), link toxics on its Toxiproxy.
+    #[arg(long)]
+    pub target: Option<PathBuf>,
+    /// With --target: the role whose pods (first ready one, or --all) the fault hits.
+    #[arg(long, value_parser = ["prefill", "decode", "router"])]
+    pub role: Option<String>,
+    /// With --target and --role: every pod of the role, not only the first ready one.
+    #[arg(long)]
+    pub all: bool,
+    /// With --target: one pod by name.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// With --target: the link a partition or toxic acts on.
+    #[arg(long, value_enum)]
+    pub link: Option<LinkArg>,
+    /// With --kind scale: the replica count.
+    #[arg(long)]
+    pub replicas: Option<u32>,
     /// Process faults: the process as NAME=PID (repeatable; the fault hits every one given).
     #[arg(long = "pid", value_name = "NAME=PID")]
     pub pids: Vec<String>,
@@ -109,6 +144,10 @@ pub struct ApplyArgs {
 pub struct HealArgs {
     #[arg(long, default_value = DEFAULT_JOURNAL)]
     pub journal: PathBuf,
+    /// A Kubernetes target file: needed to heal pod, scale and NetworkPolicy faults (only its
+    /// allow-listed context and namespaces are touched).
+    #[arg(long)]
+    pub target: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +214,13 @@ fn spec_from(a: &ApplyArgs) -> anyhow::Result<Planned> {
     };
     let kind = match a.kind {
         KindArg::Kill => FaultKind::Kill,
+        KindArg::Restart => FaultKind::Restart,
+        KindArg::Evict => FaultKind::Evict,
+        KindArg::Scale => FaultKind::Scale {
+            replicas: a
+                .replicas
+                .ok_or_else(|| bad_input("--kind scale needs --replicas N"))?,
+        },
         KindArg::Stop => FaultKind::Stop { grace: a.grace },
         KindArg::Pause => FaultKind::Pause,
         KindArg::Partition => FaultKind::Partition,
@@ -193,9 +239,27 @@ fn spec_from(a: &ApplyArgs) -> anyhow::Result<Planned> {
         KindArg::LimitData => toxic(Toxic::LimitData { bytes: a.bytes }),
         KindArg::ResetPeer => toxic(Toxic::ResetPeer { timeout: a.delay }),
     };
+    if a.target.is_some() {
+        let target = cluster_target(a, &kind)?;
+        return Ok((
+            FaultSpec {
+                id,
+                kind,
+                target,
+                duration: a.duration,
+            },
+            None,
+            vec![],
+        ));
+    }
+    if matches!(kind, FaultKind::Evict | FaultKind::Scale { .. }) {
+        return Err(bad_input(
+            "--kind evict|scale act on Kubernetes: give --target FILE",
+        ));
+    }
     let is_process = matches!(
         kind,
-        FaultKind::Kill | FaultKind::Stop { .. } | FaultKind::Pause
+        FaultKind::Kill | FaultKind::Stop { .. } | FaultKind::Pause | FaultKind::Restart
     );
     if is_process {
         if a.pids.is_empty() {
@@ -252,11 +316,49 @@ fn spec_from(a: &ApplyArgs) -> anyhow::Result<Planned> {
     ))
 }
 
+/// The target of a fault on a cluster, from --role/--all/--node or --link.
+fn cluster_target(a: &ApplyArgs, kind: &FaultKind) -> anyhow::Result<FaultTarget> {
+    let network = matches!(kind, FaultKind::Partition | FaultKind::Toxic { .. });
+    if network {
+        let link = match a.link {
+            Some(LinkArg::RouterPrefill) => Link::RouterPrefill,
+            Some(LinkArg::RouterDecode) => Link::RouterDecode,
+            Some(LinkArg::Kv) => Link::DecodePrefillKv,
+            None => return Err(bad_input("network faults with --target need --link")),
+        };
+        return Ok(FaultTarget::Link {
+            link,
+            node: a.node.clone(),
+        });
+    }
+    match (&a.role, &a.node) {
+        (Some(r), None) => {
+            let role: crate::pd::Role = r.parse().map_err(bad_input)?;
+            Ok(if a.all {
+                FaultTarget::AllOf { role }
+            } else {
+                FaultTarget::Role { role }
+            })
+        }
+        (None, Some(name)) => Ok(FaultTarget::Node { name: name.clone() }),
+        _ => Err(bad_input(
+            "pod faults with --target need one of --role ROLE or --node POD",
+        )),
+    }
+}
+
 async fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
     let (spec, control, links) = spec_from(&a)?;
     let mut nemesis = Nemesis::new(&a.journal, control)?;
     if let Some(api) = &a.toxiproxy {
         nemesis = nemesis.with_toxiproxy(api, links);
+    }
+    if let Some(path) = &a.target {
+        let kube = connect_kube(path).await?;
+        if let Some(t) = &kube.target().toxiproxy {
+            nemesis = nemesis.with_toxiproxy(&t.api, t.proxies.clone());
+        }
+        nemesis = nemesis.with_kube(kube);
     }
     let id = spec.id.clone();
     let duration = spec.duration;
@@ -293,7 +395,15 @@ async fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
 }
 
 pub async fn heal(args: HealArgs) -> anyhow::Result<i32> {
-    let report = nemesis::heal_journal(&args.journal, None)
+    let kube = match &args.target {
+        Some(t) => Some(connect_kube(t).await?),
+        None => None,
+    };
+    let healers = nemesis::Healers {
+        control: None,
+        kube: kube.as_ref(),
+    };
+    let report = nemesis::heal_journal(&args.journal, healers)
         .await
         .map_err(|e| bad_input(e.to_string()))?;
     for id in &report.healed {
@@ -315,4 +425,18 @@ pub async fn heal(args: HealArgs) -> anyhow::Result<i32> {
 pub async fn toxiproxy(args: ToxiproxyArgs) -> anyhow::Result<i32> {
     crate::sim::proc::die_with_parent();
     crate::fault::toxiproxy::cli::run(&args.listen, args.config.as_deref()).await
+}
+
+/// The cluster backend for a `--target` file, which must be a Kubernetes one.
+pub async fn connect_kube(path: &std::path::Path) -> anyhow::Result<KubeFaults> {
+    let target = load_target(path).map_err(|e| bad_input(e.to_string()))?;
+    let Target::Kubernetes(k) = target else {
+        return Err(bad_input(format!(
+            "{}: --target must be a Kubernetes target file here",
+            path.display()
+        )));
+    };
+    kube::connect(&k)
+        .await
+        .map_err(|e| bad_input(format!("{}: {e}", path.display())))
 }

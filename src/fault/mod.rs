@@ -8,6 +8,7 @@
 
 pub mod control;
 pub mod journal;
+pub mod kube;
 pub mod model;
 pub mod nemesis;
 pub mod pids;

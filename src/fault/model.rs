@@ -192,6 +192,32 @@ pub enum Undo {
         proxy: String,
         toxic: String,
     },
+    /// Wait until `selector` in `namespace` has `ready` Ready pods again: the controller
+    /// replaces a deleted or evicted pod, and healing means it did. `removed` are the pods the
+    /// fault took away (checked gone when verifying the fault).
+    PodsReady {
+        namespace: String,
+        selector: String,
+        ready: usize,
+        removed: Vec<PodRef>,
+    },
+    /// Scale a Kubernetes workload back to its replica count before the fault.
+    ScaleWorkload {
+        namespace: String,
+        kind: crate::target::WorkloadKind,
+        name: String,
+        replicas: u32,
+    },
+    /// Delete the NetworkPolicy that partitions two roles.
+    DeleteNetworkPolicy { namespace: String, name: String },
+}
+
+/// A pod as the fault layer saw it before acting: the uid tells a replacement with the same
+/// name (a StatefulSet's) from the pod that was deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRef {
+    pub name: String,
+    pub uid: String,
 }
 
 /// One line of the fault timeline (and of the journal file).

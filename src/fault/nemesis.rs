@@ -8,6 +8,7 @@
 use crate::clock;
 use crate::fault::control::NodeControl;
 use crate::fault::journal::{Journal, JournalError};
+use crate::fault::kube::{KubeError, KubeFaults, KubePlan};
 use crate::fault::model::{
     FaultId, FaultKind, FaultPhase, FaultSpec, FaultTarget, LinkProxy, TimelineEvent, Undo,
 };
@@ -52,6 +53,7 @@ struct Inner {
     control: Option<Arc<dyn NodeControl>>,
     toxi: Option<ToxiproxyClient>,
     links: Vec<LinkProxy>,
+    kube: Option<KubeFaults>,
     active: tokio::sync::Mutex<BTreeMap<FaultId, Vec<Undo>>>,
 }
 
@@ -89,6 +91,7 @@ impl Nemesis {
                 control,
                 toxi,
                 links,
+                kube: None,
                 active: tokio::sync::Mutex::new(BTreeMap::new()),
             }),
         })
@@ -101,6 +104,44 @@ impl Nemesis {
             inner.links.extend(links);
         }
         self
+    }
+
+    /// Adds the Kubernetes backend: pod, workload and NetworkPolicy faults go to the cluster.
+    pub fn with_kube(mut self, kube: KubeFaults) -> Nemesis {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.kube = Some(kube);
+        }
+        self
+    }
+
+    /// What healing may use: this nemesis's stack and cluster.
+    fn healers(&self) -> Healers<'_> {
+        Healers {
+            control: self.inner.control.as_deref(),
+            kube: self.inner.kube.as_ref(),
+        }
+    }
+
+    /// The Kubernetes plan for `spec`, when the Kubernetes backend acts on it.
+    async fn kube_plan(&self, spec: &FaultSpec) -> Result<Option<KubePlan>, FaultError> {
+        let Some(k) = &self.inner.kube else {
+            return Ok(None);
+        };
+        let has_proxy = match &spec.target {
+            FaultTarget::Link { link, node } => self
+                .inner
+                .links
+                .iter()
+                .any(|l| l.link == *link && node.as_ref().is_none_or(|n| *n == l.node)),
+            _ => false,
+        };
+        if !KubeFaults::handles(spec, has_proxy) {
+            return Ok(None);
+        }
+        k.plan(spec)
+            .await
+            .map(Some)
+            .map_err(|e| kube_error(&spec.id, e, false))
     }
 
     /// Every phase of every fault so far, in order.
@@ -214,7 +255,11 @@ impl Nemesis {
         if self.inner.active.lock().await.contains_key(&id) {
             return Err(refused(&id, "a fault with this id is already active"));
         }
-        let undo = self.plan(&spec).await?;
+        let kube_plan = self.kube_plan(&spec).await?;
+        let undo = match &kube_plan {
+            Some(p) => p.undo.clone(),
+            None => self.plan(&spec).await?,
+        };
         self.record(&id, FaultPhase::Planned, Some(&spec), &undo, None)?;
         self.inner
             .active
@@ -222,9 +267,15 @@ impl Nemesis {
             .await
             .insert(id.clone(), undo.clone());
         let result = async {
-            self.act(&spec).await?;
+            match (&kube_plan, &self.inner.kube) {
+                (Some(p), Some(k)) => k.act(p).await.map_err(|e| kube_error(&id, e, false))?,
+                _ => self.act(&spec).await?,
+            }
             self.record(&id, FaultPhase::Applied, None, &[], None)?;
-            self.verify(&spec).await?;
+            match (&kube_plan, &self.inner.kube) {
+                (Some(p), Some(k)) => k.verify(p).await.map_err(|e| kube_error(&id, e, true))?,
+                _ => self.verify(&spec).await?,
+            }
             self.record(&id, FaultPhase::Verified, None, &[], None)
         }
         .await;
@@ -248,8 +299,21 @@ impl Nemesis {
     /// What `apply` would do, step by step, without doing anything (`--dry-run`).
     pub async fn dry_run(&self, spec: &FaultSpec) -> Result<Vec<String>, FaultError> {
         let id = &spec.id;
-        let undo = self.plan(spec).await?;
         let mut steps = vec![format!("journal {:?}: planned {}", self.journal_path(), id)];
+        if let Some(p) = self.kube_plan(spec).await? {
+            steps.extend(p.actions.iter().map(|a| a.describe()));
+            steps.push("read back: verify the fault is in effect".into());
+            steps.extend(
+                p.undo
+                    .iter()
+                    .map(|u| format!("heal: {}", serde_json::to_string(u).unwrap_or_default())),
+            );
+            if let Some(d) = spec.duration {
+                steps.push(format!("heal after {}", humantime::format_duration(d)));
+            }
+            return Ok(steps);
+        }
+        let undo = self.plan(spec).await?;
         match &spec.kind {
             FaultKind::Kill | FaultKind::Stop { .. } | FaultKind::Pause | FaultKind::Restart => {
                 let signal = match &spec.kind {
@@ -506,14 +570,15 @@ impl Nemesis {
             return Ok(HealReport::default());
         };
         let mut report = HealReport::default();
+        let healers = self.healers();
         for u in &undo {
-            if let Err(e) = run_undo(u, self.inner.control.as_deref()).await {
+            if let Err(e) = run_undo(u, healers).await {
                 report.leftovers.push(format!("{id}: {e}"));
             }
         }
         self.record(id, FaultPhase::Healed, None, &[], None)?;
         for u in &undo {
-            if let Err(e) = verify_undo(u, self.inner.control.as_deref()).await {
+            if let Err(e) = verify_undo(u, healers).await {
                 report.leftovers.push(format!("{id}: {e}"));
             }
         }
@@ -547,6 +612,47 @@ impl Nemesis {
         }
         report
     }
+}
+
+/// A Kubernetes refusal stays a refusal; other errors fail the apply (or its verification).
+fn kube_error(id: &FaultId, e: KubeError, verifying: bool) -> FaultError {
+    match e {
+        KubeError::Refused(reason) => FaultError::Refused {
+            id: id.clone(),
+            reason,
+        },
+        e if verifying => FaultError::NotInEffect {
+            id: id.clone(),
+            reason: e.to_string(),
+        },
+        e => FaultError::Failed {
+            id: id.clone(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// What healing may use: the stack that runs the nodes (to restart and scale them) and the
+/// cluster (pods, workloads, NetworkPolicies). Toxiproxy and SIGCONT need neither.
+#[derive(Clone, Copy, Default)]
+pub struct Healers<'a> {
+    pub control: Option<&'a dyn NodeControl>,
+    pub kube: Option<&'a KubeFaults>,
+}
+
+async fn kube_undo(u: &Undo, kube: Option<&KubeFaults>, verify: bool) -> Result<(), String> {
+    let k = kube.ok_or_else(|| {
+        format!(
+            "{} needs the cluster: run `pdchaos heal --target FILE`",
+            serde_json::to_string(u).unwrap_or_default()
+        )
+    })?;
+    let r = if verify {
+        k.verify_undo(u).await
+    } else {
+        k.run_undo(u).await
+    };
+    r.map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn refused(id: &FaultId, reason: &str) -> FaultError {
@@ -594,8 +700,12 @@ async fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Performs one undo action. Without `control`, only what needs no stack can be done.
-pub async fn run_undo(u: &Undo, control: Option<&dyn NodeControl>) -> Result<(), String> {
+pub async fn run_undo(u: &Undo, healers: Healers<'_>) -> Result<(), String> {
+    let control = healers.control;
     match u {
+        Undo::PodsReady { .. } | Undo::ScaleWorkload { .. } | Undo::DeleteNetworkPolicy { .. } => {
+            kube_undo(u, healers.kube, false).await
+        }
         Undo::Resume { node, pid } => {
             match control {
                 Some(c)
@@ -644,8 +754,12 @@ pub async fn run_undo(u: &Undo, control: Option<&dyn NodeControl>) -> Result<(),
 }
 
 /// Reads the system back after an undo.
-pub async fn verify_undo(u: &Undo, control: Option<&dyn NodeControl>) -> Result<(), String> {
+pub async fn verify_undo(u: &Undo, healers: Healers<'_>) -> Result<(), String> {
+    let control = healers.control;
     match u {
+        Undo::PodsReady { .. } | Undo::ScaleWorkload { .. } | Undo::DeleteNetworkPolicy { .. } => {
+            kube_undo(u, healers.kube, true).await
+        }
         Undo::Resume { node, pid } => {
             if proc::is_stopped(*pid) {
                 return Err(format!("{node} (pid {pid}) is still stopped"));
@@ -694,19 +808,16 @@ pub async fn verify_undo(u: &Undo, control: Option<&dyn NodeControl>) -> Result<
 
 /// Heals every fault a journal says is still open (`pdchaos heal`, and at start-up). Appends
 /// the outcome to the journal.
-pub async fn heal_journal(
-    path: &Path,
-    control: Option<&dyn NodeControl>,
-) -> Result<HealReport, FaultError> {
+pub async fn heal_journal(path: &Path, healers: Healers<'_>) -> Result<HealReport, FaultError> {
     let open = crate::fault::journal::unhealed(&crate::fault::journal::read(path)?);
     let mut journal = Journal::open(path)?;
     let mut report = HealReport::default();
     for f in open {
         let mut left = Vec::new();
         for u in &f.undo {
-            if let Err(e) = run_undo(u, control).await {
+            if let Err(e) = run_undo(u, healers).await {
                 left.push(e);
-            } else if let Err(e) = verify_undo(u, control).await {
+            } else if let Err(e) = verify_undo(u, healers).await {
                 left.push(e);
             }
         }

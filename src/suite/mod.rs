@@ -47,6 +47,8 @@ pub struct Context {
     pub force_breaks: Vec<String>,
     pub default_layout: Layout,
     pub stack: tokio::sync::Mutex<Option<(Layout, Stack)>>,
+    /// The cluster's fault backend when the target file is a Kubernetes one.
+    pub kube: Option<crate::fault::kube::KubeFaults>,
     pub results: Mutex<Vec<ScenarioEntry>>,
     pub started_us: Micros,
 }
@@ -82,7 +84,11 @@ pub fn heal_on_interrupt() {
         let control = stack
             .as_ref()
             .map(|(_, s)| s as &dyn crate::fault::control::NodeControl);
-        match crate::fault::nemesis::heal_journal(&ctx.journal, control).await {
+        let healers = crate::fault::nemesis::Healers {
+            control,
+            kube: ctx.kube.as_ref(),
+        };
+        match crate::fault::nemesis::heal_journal(&ctx.journal, healers).await {
             Ok(r) if r.is_clean() => eprintln!("healed {} fault(s)", r.healed.len()),
             Ok(r) => eprintln!("COULD NOT HEAL: {}", r.leftovers.join("; ")),
             Err(e) => eprintln!("COULD NOT HEAL: {e}"),
@@ -120,7 +126,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, String> {
         .map_err(|e| format!("--out {}: {e}", opts.out_dir.display()))?;
     let journal = opts.out_dir.join("journal.jsonl");
     // Heal what an earlier, killed run left behind before breaking anything new.
-    let left = crate::fault::nemesis::heal_journal(&journal, None)
+    let left = crate::fault::nemesis::heal_journal(&journal, Default::default())
         .await
         .map_err(|e| e.to_string())?;
     if !left.is_clean() {
@@ -145,6 +151,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, String> {
             force_breaks: opts.force_breaks.clone(),
             default_layout: opts.default_layout.clone(),
             stack: tokio::sync::Mutex::new(None),
+            kube: None,
             results: Mutex::new(Vec::new()),
             started_us: clock::now_us(),
         })
