@@ -26,7 +26,7 @@ pub enum FaultCommand {
         pdchaos fault apply --kind partition --toxiproxy http://127.0.0.1:8474 --proxy kv-prefill-0\n  \
         pdchaos fault apply --kind latency --latency-ms 200 --toxiproxy URL --proxy kv-prefill-0 --duration 30s\n  \
         pdchaos heal                  heals what a fault without --duration (or a killed runner) left")]
-    Apply(ApplyArgs),
+    Apply(Box<ApplyArgs>),
     /// List the faults in the journal and whether each was healed.
     List(JournalArgs),
 }
@@ -167,7 +167,7 @@ pub struct ToxiproxyArgs {
 
 pub async fn run(cmd: FaultCommand) -> anyhow::Result<i32> {
     match cmd {
-        FaultCommand::Apply(a) => apply(a).await,
+        FaultCommand::Apply(a) => apply(*a).await,
         FaultCommand::List(a) => {
             let events =
                 crate::fault::journal::read(&a.journal).map_err(|e| bad_input(e.to_string()))?;

@@ -1,7 +1,7 @@
 //! `pdchaos run`: the resilience suite against the local stack (default) or a target file.
 
 use crate::cli::bad_input;
-use crate::suite::world::Layout;
+use crate::suite::world::{Cluster, Layout};
 use crate::suite::{self, RunOptions};
 use crate::target::{LocalRouter, Target, load_target};
 use clap::Args;
@@ -12,7 +12,8 @@ use std::path::PathBuf;
     pdchaos run                                   every feature in ./features against a local 1P/1D stack\n  \
     pdchaos run features/prefill_failure.feature --junit junit.xml\n  \
     pdchaos run --tags '@smoke and not @slow' --out reports/nightly\n  \
-    pdchaos run --list-steps                      the step vocabulary (docs/steps.md)\n\n\
+    pdchaos run --list-steps                      the step vocabulary (docs/steps.md)\n  \
+    pdchaos run --target targets/llm-d.yaml features/prefill_failure.feature   on a staging cluster (only its allow-listed context and namespaces)\n\n\
 Each scenario leaves OUT/<scenario>/ with records.jsonl, timeline.jsonl, windows.json, verdicts.json.\n\
 Exit codes: 0 every scenario passed, 1 a scenario failed, 2 bad input.")]
 pub struct RunArgs {
@@ -53,6 +54,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut layout = Layout::default();
     let mut breaks = args.breaks.clone();
     let mut target = "local stack (pdchaos sim, profile tiny)".to_string();
+    let mut cluster = None;
     if let Some(path) = &args.target {
         match load_target(path).map_err(|e| bad_input(e.to_string()))? {
             Target::Local(l) => {
@@ -79,11 +81,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
                     l.profile
                 );
             }
-            Target::Kubernetes(_) => {
-                return Err(bad_input(format!(
-                    "{}: Kubernetes targets need the kube fault backend, which is not built yet; run without --target for the local stack",
-                    path.display()
-                )));
+            Target::Kubernetes(k) => {
+                if !args.breaks.is_empty() {
+                    return Err(bad_input(
+                        "--break switches defects on in the local stack only, not on a cluster",
+                    ));
+                }
+                let kube = crate::fault::kube::connect(&k)
+                    .await
+                    .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+                target = format!(
+                    "{} (Kubernetes {} in {:?}, endpoint {})",
+                    path.display(),
+                    k.context,
+                    k.namespaces,
+                    k.endpoint
+                );
+                cluster = Some(Cluster { target: k, kube });
             }
         }
     }
@@ -131,6 +145,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         junit: args.junit,
         json: args.json,
         target,
+        cluster,
     };
     let result = suite::run(opts).await.map_err(bad_input)?;
     println!();

@@ -1,9 +1,8 @@
 //! The fault phrases the scenarios use, turned into fault specs.
 
-use crate::fault::control::NodeControl;
+use crate::fault::control::NodeProcess;
 use crate::fault::model::{FaultId, FaultKind, FaultSpec, FaultTarget, Link, Stream, Toxic};
 use crate::pd::Role;
-use crate::sim::stack::Stack;
 use std::time::Duration;
 
 /// Every phrase understood after "When", for docs/steps.md and error messages.
@@ -24,7 +23,7 @@ pub fn parse(
     phrase: &str,
     ids: &mut dyn FnMut(&str) -> String,
     duration: Option<Duration>,
-    stack: &Stack,
+    nodes: &[NodeProcess],
 ) -> Result<Vec<FaultSpec>, String> {
     let p = phrase.trim();
     let words: Vec<&str> = p.split_whitespace().collect();
@@ -128,11 +127,10 @@ pub fn parse(
             let g: u32 = g
                 .parse()
                 .map_err(|_| format!("`{g}` is not a group number"))?;
-            let nodes: Vec<String> = stack
-                .nodes()
-                .into_iter()
+            let nodes: Vec<String> = nodes
+                .iter()
                 .filter(|n| n.group == g && n.role != Role::Router)
-                .map(|n| n.name)
+                .map(|n| n.name.clone())
                 .collect();
             if nodes.is_empty() {
                 return Err(format!("the deployment has no group {g}"));

@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub target: String,
     /// The deployment of scenarios that do not ask for one (from the target file).
     pub default_layout: Layout,
+    /// A Kubernetes target: scenarios run against it instead of the local stack.
+    pub cluster: Option<world::Cluster>,
 }
 
 /// Shared by every scenario of a run.
@@ -49,6 +51,8 @@ pub struct Context {
     pub stack: tokio::sync::Mutex<Option<(Layout, Stack)>>,
     /// The cluster's fault backend when the target file is a Kubernetes one.
     pub kube: Option<crate::fault::kube::KubeFaults>,
+    /// The Kubernetes target, when the run is against a cluster rather than the local stack.
+    pub cluster: Option<world::Cluster>,
     pub results: Mutex<Vec<ScenarioEntry>>,
     pub started_us: Micros,
 }
@@ -126,7 +130,11 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, String> {
         .map_err(|e| format!("--out {}: {e}", opts.out_dir.display()))?;
     let journal = opts.out_dir.join("journal.jsonl");
     // Heal what an earlier, killed run left behind before breaking anything new.
-    let left = crate::fault::nemesis::heal_journal(&journal, Default::default())
+    let healers = crate::fault::nemesis::Healers {
+        control: None,
+        kube: opts.cluster.as_ref().map(|c| &c.kube),
+    };
+    let left = crate::fault::nemesis::heal_journal(&journal, healers)
         .await
         .map_err(|e| e.to_string())?;
     if !left.is_clean() {
@@ -151,7 +159,8 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, String> {
             force_breaks: opts.force_breaks.clone(),
             default_layout: opts.default_layout.clone(),
             stack: tokio::sync::Mutex::new(None),
-            kube: None,
+            kube: opts.cluster.as_ref().map(|c| c.kube.clone()),
+            cluster: opts.cluster.clone(),
             results: Mutex::new(Vec::new()),
             started_us: clock::now_us(),
         })

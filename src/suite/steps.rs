@@ -66,6 +66,7 @@ step!(given_layout, |w, m| {
     w.layout.prefill = num(&m[0]);
     w.layout.decode = num(&m[1]);
     w.layout.groups = m.get(2).filter(|g| !g.is_empty()).map_or(1, |g| num(g));
+    w.layout_asked = true;
 });
 
 step!(given_defect, |w, m| {
@@ -142,31 +143,32 @@ fn schedule(
     phrase: &str,
     at: Duration,
     duration: Option<Duration>,
-    stack: &crate::sim::stack::Stack,
+    d: &crate::suite::world::Deployment,
 ) {
     let mut ids = |what: &str| w.next_fault_id(what);
-    let specs = faults::parse(phrase, &mut ids, duration, stack).unwrap_or_else(|e| panic!("{e}"));
+    let specs =
+        faults::parse(phrase, &mut ids, duration, &d.nodes()).unwrap_or_else(|e| panic!("{e}"));
     w.scheduled.push(Scheduled { at, specs });
 }
 
 step!(when_fault_after, |w, m| {
-    let stack = w.stack().await;
+    let d = w.deployment().await;
     let duration = m.get(2).filter(|d| !d.is_empty()).map(|d| dur(d));
-    schedule(w, &m[0], dur(&m[1]), duration, &stack);
+    schedule(w, &m[0], dur(&m[1]), duration, &d);
 });
 
 step!(when_fault_flaps, |w, m| {
-    let stack = w.stack().await;
+    let d = w.deployment().await;
     let (times, every) = (num::<u32>(&m[1]), dur(&m[2]));
     for i in 0..times {
-        schedule(w, &m[0], every * (2 * i + 1), Some(every), &stack);
+        schedule(w, &m[0], every * (2 * i + 1), Some(every), &d);
     }
 });
 
 step!(when_fault_now, |w, m| {
-    let stack = w.stack().await;
+    let d = w.deployment().await;
     let mut ids = |what: &str| w.next_fault_id(what);
-    let specs = faults::parse(&m[0], &mut ids, None, &stack).unwrap_or_else(|e| panic!("{e}"));
+    let specs = faults::parse(&m[0], &mut ids, None, &d.nodes()).unwrap_or_else(|e| panic!("{e}"));
     for s in specs {
         w.nemesis().apply(s).await.unwrap_or_else(|e| panic!("{e}"));
     }
@@ -241,6 +243,9 @@ step!(then_decode_rate, |w, m| {
 });
 
 step!(then_detect, |w, m| {
+    if let Some(why) = crate::suite::world::mode_unobservable() {
+        panic!("{why}");
+    }
     let mode: PdMode = m[0].parse().unwrap_or_else(|e: String| panic!("{e}"));
     let f = w.fault_window().expect("a fault was applied");
     let (v, at) =
@@ -250,6 +255,9 @@ step!(then_detect, |w, m| {
 });
 
 step!(then_recover, |w, m| {
+    if let Some(why) = crate::suite::world::mode_unobservable() {
+        panic!("{why}");
+    }
     let heal = w
         .fault_window()
         .and_then(|f| f.end_us)

@@ -5,6 +5,8 @@ use crate::check::Verdict;
 use crate::check::windows::{self, FaultWindow, Span};
 use crate::clock::{self, Micros};
 use crate::fault::control::NodeControl;
+use crate::fault::control::NodeProcess;
+use crate::fault::kube::KubeFaults;
 use crate::fault::model::FaultSpec;
 use crate::fault::nemesis::Nemesis;
 use crate::load::engine::{LoadConfig, Ramp, Shape};
@@ -14,6 +16,7 @@ use crate::load::record::RequestRecord;
 use crate::report::layout::SweepRow;
 use crate::sim::stack::{Stack, StackConfig};
 use crate::suite::context;
+use crate::target::{DegradedSignal, KubeTarget};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +39,65 @@ impl Default for Layout {
             groups: 1,
             profile: "tiny".into(),
             breaks: vec![],
+        }
+    }
+}
+
+/// What a scenario runs against: the local stack, or the cluster of a Kubernetes target file.
+#[derive(Clone)]
+pub enum Deployment {
+    Local(Stack),
+    Cluster(Box<Cluster>),
+}
+
+/// A Kubernetes target and its fault backend, shared by every scenario of a run.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub target: KubeTarget,
+    pub kube: KubeFaults,
+}
+
+impl Deployment {
+    pub fn base_url(&self) -> String {
+        match self {
+            Deployment::Local(s) => s.base_url(),
+            Deployment::Cluster(c) => c.target.endpoint.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn model(&self) -> String {
+        match self {
+            Deployment::Local(_) => "pdchaos-sim".into(),
+            Deployment::Cluster(c) => c.target.model.clone(),
+        }
+    }
+
+    /// Nodes by name and group (the local stack's; a cluster's pods are found by selector).
+    pub fn nodes(&self) -> Vec<NodeProcess> {
+        match self {
+            Deployment::Local(s) => s.nodes(),
+            Deployment::Cluster(_) => Vec::new(),
+        }
+    }
+}
+
+/// Why a mode check cannot be judged on this deployment (`None`: it can).
+pub fn mode_unobservable() -> Option<String> {
+    let c = context().cluster.as_ref()?;
+    match &c.target.degraded {
+        DegradedSignal::Header { name } if name.eq_ignore_ascii_case(crate::pd::HEADER_MODE) => {
+            None
+        }
+        DegradedSignal::Header { name } => Some(format!(
+            "this target reports the mode in header `{name}`; the load client reads `{}` only",
+            crate::pd::HEADER_MODE
+        )),
+        DegradedSignal::Prometheus(p) => Some(format!(
+            "this target reports the mode through Prometheus (`{}`), which the runner does not poll yet: the check cannot pass",
+            p.query
+        )),
+        DegradedSignal::None => {
+            Some("this target's mode is not observable (degraded: none)".into())
         }
     }
 }
@@ -72,6 +134,8 @@ pub struct Scheduled {
 #[derive(Debug, Default)]
 pub struct PdWorld {
     pub layout: Layout,
+    /// The scenario named a layout (on a cluster it is checked, not built).
+    pub layout_asked: bool,
     pub load: LoadSpec,
     pub scheduled: Vec<Scheduled>,
     /// Every request of the scenario, all runs.
@@ -95,13 +159,53 @@ impl cucumber::World for PdWorld {
     async fn new() -> Result<Self, Self::Error> {
         Ok(PdWorld {
             started_us: clock::now_us(),
+            layout: context().default_layout.clone(),
             ..PdWorld::default()
         })
     }
 }
 
 impl PdWorld {
-    /// The running deployment this scenario asked for (started or reused).
+    /// The deployment this scenario runs against: on a cluster, the target file's (checked
+    /// against the layout the scenario asks for); locally, the stack it asked for.
+    pub async fn deployment(&mut self) -> Deployment {
+        let Some(c) = context().cluster.clone() else {
+            return Deployment::Local(self.stack().await);
+        };
+        assert!(
+            self.layout.breaks.is_empty() && context().force_breaks.is_empty(),
+            "defects can be switched on in the local stack only, not on a cluster"
+        );
+        if self.layout_asked {
+            let ns = c.kube.namespace(None).unwrap_or_else(|e| panic!("{e}"));
+            for (role, sel, want) in [
+                ("prefill", &c.target.selectors.prefill, self.layout.prefill),
+                ("decode", &c.target.selectors.decode, self.layout.decode),
+            ] {
+                let have = c
+                    .kube
+                    .ready_pods(&ns, sel)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .len();
+                assert!(
+                    have == want * self.layout.groups,
+                    "the scenario asks for {want} {role} per group, the cluster has {have} ready {role} pods (`{sel}`): scale it, or leave this scenario out with --tags"
+                );
+            }
+        }
+        if self.nemesis.is_none() {
+            let mut n = Nemesis::new(&context().journal, None)
+                .unwrap_or_else(|e| panic!("fault journal: {e}"));
+            if let Some(t) = &c.target.toxiproxy {
+                n = n.with_toxiproxy(&t.api, t.proxies.clone());
+            }
+            self.nemesis = Some(n.with_kube(c.kube.clone()));
+        }
+        Deployment::Cluster(Box::new(c))
+    }
+
+    /// The local stack this scenario asked for (started or reused).
     pub async fn stack(&mut self) -> Stack {
         let ctx = context();
         let mut layout = self.layout.clone();
@@ -157,8 +261,8 @@ impl PdWorld {
         format!("{}-{what}-{}", clock::now_us() / 1000, self.fault_seq)
     }
 
-    fn load_config(&self, base_url: String, users: u32, duration: Duration) -> LoadConfig {
-        let mut cfg = LoadConfig::new(base_url, "pdchaos-sim");
+    fn load_config(&self, d: &Deployment, users: u32, duration: Duration) -> LoadConfig {
+        let mut cfg = LoadConfig::new(d.base_url(), d.model());
         cfg.shape = Shape::Closed {
             users,
             ramp: self.load.ramp,
@@ -181,8 +285,8 @@ impl PdWorld {
         users: u32,
         duration: Duration,
     ) -> Vec<RequestRecord> {
-        let stack = self.stack().await;
-        let cfg = self.load_config(stack.base_url(), users, duration);
+        let d = self.deployment().await;
+        let cfg = self.load_config(&d, users, duration);
         let nemesis = self.nemesis().clone();
         let scheduled = std::mem::take(&mut self.scheduled);
         let injector = tokio::spawn(async move {

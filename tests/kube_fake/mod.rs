@@ -3,6 +3,8 @@
 //! and plays the controllers' part (a deleted pod is replaced, a scaled workload gains or loses
 //! pods, each new pod turns Ready one request later). It records every call it was sent.
 
+#![allow(dead_code)] // shared by several test binaries, each using part of it
+
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use kube::client::Body;

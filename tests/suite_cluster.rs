@@ -1,0 +1,107 @@
+//! The suite against a Kubernetes target, wired end to end except for the API server: the
+//! cluster's API is the in-memory fake of `kube_fake` (a mock: none can run here), its
+//! endpoint is a real local stack. The scenario's pod kill must reach the fake cluster, be
+//! healed when its duration ends, and a scenario whose layout the cluster does not have must
+//! fail with the counts, not pass.
+
+mod kube_fake;
+
+use kube_fake::FakeCluster;
+use pdchaos::fault::kube::KubeFaults;
+use pdchaos::sim::stack::{Stack, StackConfig};
+use pdchaos::suite::world::{Cluster, Layout};
+use pdchaos::suite::{self, RunOptions};
+use pdchaos::target::{Target, parse_target};
+use std::path::Path;
+use std::time::Duration;
+
+const FEATURE: &str = r#"Feature: Cluster wiring
+
+  Scenario: A decode pod is killed under load
+    Given a local P/D deployment with 1 prefill and 2 decode nodes
+    And a load of 2 concurrent users
+    When the decode node is killed after 500ms for 1s
+    And the load runs for 3s
+    Then the success rate over the whole run is at least 95%
+    And requests are served disaggregated within 1s of the fault
+
+  Scenario: The cluster does not have the asked-for layout
+    Given a local P/D deployment with 2 prefill and 4 decode nodes
+    And a load of 1 concurrent users
+    When the load runs for 1s
+    Then the success rate over the whole run is at least 95%
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_runs_against_a_kubernetes_target_mock() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack::start(StackConfig::new(env!("CARGO_BIN_EXE_pdchaos")))
+        .await
+        .unwrap();
+    let yaml = format!(
+        "name: fake\nkubernetes:\n  endpoint: {}\n  model: pdchaos-sim\n  context: staging\n  namespaces: [llm]\n  selectors:\n    prefill: role=prefill\n    decode: role=decode\n  degraded:\n    header: {{name: x-pd-mode}}\n",
+        stack.base_url()
+    );
+    let Target::Kubernetes(target) = parse_target(&yaml, Path::new("fake.yaml")).unwrap().target
+    else {
+        panic!("not a kube target")
+    };
+    let fake = FakeCluster::default();
+    fake.workload("statefulsets", "llm", "prefill", 1, "role=prefill");
+    fake.workload("deployments", "llm", "decode", 2, "role=decode");
+    let before = fake.ready_pods("llm", "decode");
+    let mut kube = KubeFaults::new(fake.client("llm"), target.clone());
+    kube.poll = Duration::from_millis(20);
+    kube.ready_timeout = Duration::from_secs(10);
+    let feature = dir.path().join("cluster.feature");
+    std::fs::write(&feature, FEATURE).unwrap();
+    let out = dir.path().join("out");
+    let result = suite::run(RunOptions {
+        features: vec![feature],
+        tags: None,
+        name: None,
+        out_dir: out.clone(),
+        binary: env!("CARGO_BIN_EXE_pdchaos").into(),
+        force_breaks: vec![],
+        junit: None,
+        json: None,
+        target: "fake cluster".into(),
+        default_layout: Layout::default(),
+        cluster: Some(Cluster { target, kube }),
+    })
+    .await;
+    stack.shutdown().await;
+    let result = result.unwrap();
+    let verdicts: Vec<(String, bool)> = result
+        .scenarios
+        .iter()
+        .map(|s| (s.name.clone(), s.passed))
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("A decode pod is killed under load".to_string(), true),
+            (
+                "The cluster does not have the asked-for layout".to_string(),
+                false
+            ),
+        ]
+    );
+    let deletes: Vec<_> = fake
+        .writes()
+        .into_iter()
+        .filter(|c| c.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1, "one pod killed");
+    let first = before.iter().map(|p| p.0.clone()).min().unwrap();
+    assert!(deletes[0].path.contains(&format!("/pods/{first}")));
+    assert_eq!(fake.ready_pods("llm", "decode").len(), 2, "healed");
+    let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    assert!(journal.contains("\"heal_verified\""), "{journal}");
+    assert!(
+        pdchaos::fault::journal::unhealed(
+            &pdchaos::fault::journal::read(&out.join("journal.jsonl")).unwrap()
+        )
+        .is_empty()
+    );
+}
