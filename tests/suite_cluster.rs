@@ -1,8 +1,10 @@
 //! The suite against a Kubernetes target, wired end to end except for the API server: the
 //! cluster's API is the in-memory fake of `kube_fake` (a mock: none can run here), its
-//! endpoint is a real local stack. The scenario's pod kill must reach the fake cluster, be
-//! healed when its duration ends, and a scenario whose layout the cluster does not have must
-//! fail with the counts, not pass.
+//! endpoint is a real local stack, and its mode is read from a Prometheus HTTP API on loopback
+//! that reports "degraded" while the fake cluster has no ready prefill pod. The scenario's pod
+//! kill must reach the fake cluster, show as decode-only through the polled metric, be healed
+//! when its duration ends and show as disaggregated again; a scenario whose layout the cluster
+//! does not have must fail with the counts, not pass.
 
 mod kube_fake;
 
@@ -20,10 +22,11 @@ const FEATURE: &str = r#"Feature: Cluster wiring
   Scenario: A decode pod is killed under load
     Given a local P/D deployment with 1 prefill and 2 decode nodes
     And a load of 2 concurrent users
-    When the decode node is killed after 500ms for 1s
+    When the prefill node is killed after 500ms for 1s
     And the load runs for 3s
     Then the success rate over the whole run is at least 95%
-    And requests are served disaggregated within 1s of the fault
+    And requests are served decode-only within 1s of the fault
+    And requests are served disaggregated again within 1s of the heal
 
   Scenario: The cluster does not have the asked-for layout
     Given a local P/D deployment with 2 prefill and 4 decode nodes
@@ -38,18 +41,19 @@ async fn suite_runs_against_a_kubernetes_target_mock() {
     let stack = Stack::start(StackConfig::new(env!("CARGO_BIN_EXE_pdchaos")))
         .await
         .unwrap();
+    let fake = FakeCluster::default();
+    let prom = fake_prometheus(fake.clone()).await;
     let yaml = format!(
-        "name: fake\nkubernetes:\n  endpoint: {}\n  model: pdchaos-sim\n  context: staging\n  namespaces: [llm]\n  selectors:\n    prefill: role=prefill\n    decode: role=decode\n  degraded:\n    header: {{name: x-pd-mode}}\n",
+        "name: fake\nkubernetes:\n  endpoint: {}\n  model: pdchaos-sim\n  context: staging\n  namespaces: [llm]\n  selectors:\n    prefill: role=prefill\n    decode: role=decode\n  degraded:\n    prometheus: {{url: '{prom}', query: 'prefill_down'}}\n",
         stack.base_url()
     );
     let Target::Kubernetes(target) = parse_target(&yaml, Path::new("fake.yaml")).unwrap().target
     else {
         panic!("not a kube target")
     };
-    let fake = FakeCluster::default();
     fake.workload("statefulsets", "llm", "prefill", 1, "role=prefill");
     fake.workload("deployments", "llm", "decode", 2, "role=decode");
-    let before = fake.ready_pods("llm", "decode");
+    let before = fake.ready_pods("llm", "prefill");
     let mut kube = KubeFaults::new(fake.client("llm"), target.clone());
     kube.poll = Duration::from_millis(20);
     kube.ready_timeout = Duration::from_secs(10);
@@ -95,7 +99,7 @@ async fn suite_runs_against_a_kubernetes_target_mock() {
     assert_eq!(deletes.len(), 1, "one pod killed");
     let first = before.iter().map(|p| p.0.clone()).min().unwrap();
     assert!(deletes[0].path.contains(&format!("/pods/{first}")));
-    assert_eq!(fake.ready_pods("llm", "decode").len(), 2, "healed");
+    assert_eq!(fake.ready_pods("llm", "prefill").len(), 1, "healed");
     let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
     assert!(journal.contains("\"heal_verified\""), "{journal}");
     assert!(
@@ -104,4 +108,32 @@ async fn suite_runs_against_a_kubernetes_target_mock() {
         )
         .is_empty()
     );
+}
+
+/// A Prometheus query API on loopback: `prefill_down` is 1 while no prefill pod is ready.
+async fn fake_prometheus(fake: FakeCluster) -> String {
+    use axum::extract::{Query, State};
+    use std::collections::HashMap;
+    async fn query(
+        State(fake): State<FakeCluster>,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> axum::Json<serde_json::Value> {
+        assert_eq!(q.get("query").map(String::as_str), Some("prefill_down"));
+        let down = if fake.ready_pods("llm", "prefill").is_empty() {
+            "1"
+        } else {
+            "0"
+        };
+        axum::Json(
+            serde_json::json!({"status": "success", "data": {"resultType": "vector",
+            "result": [{"metric": {}, "value": [0, down]}]}}),
+        )
+    }
+    let app = axum::Router::new()
+        .route("/api/v1/query", axum::routing::get(query))
+        .with_state(fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }

@@ -92,10 +92,7 @@ pub fn mode_unobservable() -> Option<String> {
             "this target reports the mode in header `{name}`; the load client reads `{}` only",
             crate::pd::HEADER_MODE
         )),
-        DegradedSignal::Prometheus(p) => Some(format!(
-            "this target reports the mode through Prometheus (`{}`), which the runner does not poll yet: the check cannot pass",
-            p.query
-        )),
+        DegradedSignal::Prometheus(_) => None,
         DegradedSignal::None => {
             Some("this target's mode is not observable (degraded: none)".into())
         }
@@ -287,6 +284,19 @@ impl PdWorld {
     ) -> Vec<RequestRecord> {
         let d = self.deployment().await;
         let cfg = self.load_config(&d, users, duration);
+        // A mode seen only in metrics is polled while the load runs and written onto the
+        // records afterwards, so the mode checks judge it like the header.
+        let prom = match &d {
+            Deployment::Cluster(c) => match &c.target.degraded {
+                DegradedSignal::Prometheus(p) => Some(p.clone()),
+                _ => None,
+            },
+            Deployment::Local(_) => None,
+        };
+        let stop_poll = CancellationToken::new();
+        let poller = prom.clone().map(|p| {
+            crate::target::prometheus::poll(p, Duration::from_millis(250), stop_poll.clone())
+        });
         let nemesis = self.nemesis().clone();
         let scheduled = std::mem::take(&mut self.scheduled);
         let injector = tokio::spawn(async move {
@@ -302,9 +312,19 @@ impl PdWorld {
             }
             errors
         });
-        let records = crate::load::run(cfg, CancellationToken::new(), |_| {})
+        let mut records = crate::load::run(cfg, CancellationToken::new(), |_| {})
             .await
             .unwrap_or_else(|e| panic!("load: {e}"));
+        stop_poll.cancel();
+        if let (Some(p), Some(poller)) = (&prom, poller) {
+            let (samples, failed) = poller.await.unwrap_or_default();
+            assert!(
+                !samples.is_empty(),
+                "Prometheus at {} answered none of {failed} queries for the mode",
+                p.url
+            );
+            crate::target::prometheus::annotate(&mut records, &samples, p);
+        }
         match injector.await {
             Ok(errors) if !errors.is_empty() => {
                 panic!("a fault could not be applied: {}", errors.join("; "))

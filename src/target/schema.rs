@@ -120,6 +120,14 @@ pub struct PrometheusSignal {
     pub query: String,
     #[serde(default)]
     pub above: f64,
+    /// Which degraded mode the metric signals (default: decode-only, decode prefilling
+    /// locally, which is what llm-d's and Dynamo's fallbacks do).
+    #[serde(default = "decode_only")]
+    pub mode: crate::pd::PdMode,
+}
+
+fn decode_only() -> crate::pd::PdMode {
+    crate::pd::PdMode::DecodeOnly
 }
 
 /// How the runner tells disaggregated from degraded serving.
