@@ -1,6 +1,7 @@
 //! `pdchaos run`: the resilience suite against the local stack (default) or a target file.
 
 use crate::cli::bad_input;
+use crate::sim::stack::RouterKind;
 use crate::suite::world::{Cluster, Layout};
 use crate::suite::{self, RunOptions};
 use crate::target::{LocalRouter, Target, load_target};
@@ -58,12 +59,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(path) = &args.target {
         match load_target(path).map_err(|e| bad_input(e.to_string()))? {
             Target::Local(l) => {
-                if l.router != LocalRouter::Builtin {
-                    return Err(bad_input(format!(
-                        "{}: router {:?} in front of the local stack is not built yet (issue 8); use builtin",
-                        path.display(),
-                        l.router
-                    )));
+                let router = match l.router {
+                    LocalRouter::Builtin => RouterKind::Builtin,
+                    LocalRouter::Sglang => RouterKind::Sglang,
+                    LocalRouter::Vllm => RouterKind::Vllm,
+                };
+                if router != RouterKind::Builtin {
+                    crate::sim::stack::find_router(router).map_err(|e| {
+                        bad_input(format!(
+                            "{}: router {}: {e}",
+                            path.display(),
+                            router.as_str()
+                        ))
+                    })?;
                 }
                 layout = Layout {
                     prefill: l.ratio.prefill,
@@ -71,14 +79,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
                     groups: l.groups,
                     profile: l.profile.clone(),
                     breaks: vec![],
+                    router,
                 };
                 breaks.extend(l.breaks.iter().cloned());
                 target = format!(
-                    "{} (local stack {}P/{}D, profile {})",
+                    "{} (local stack {}P/{}D, profile {}, router {})",
                     path.display(),
                     l.ratio.prefill,
                     l.ratio.decode,
-                    l.profile
+                    l.profile,
+                    router.as_str()
                 );
             }
             Target::Kubernetes(k) => {

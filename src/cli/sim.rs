@@ -5,7 +5,7 @@ use crate::pd::Role;
 use crate::sim::node::{self, NodeConfig};
 use crate::sim::profile::Profile;
 use crate::sim::router::{self, Policy, RouterConfig};
-use crate::sim::stack::{Breaks, Stack, StackConfig};
+use crate::sim::stack::{Breaks, RouterKind, Stack, StackConfig};
 use crate::sim::tokens::GenBreaks;
 use clap::{Args, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -18,7 +18,8 @@ pub enum SimCommand {
     #[command(after_long_help = "Examples:\n  \
         pdchaos sim up                                   1 prefill + 1 decode, profile tiny\n  \
         pdchaos sim up --prefill 2 --decode 4 --groups 2 --profile thinking\n  \
-        pdchaos sim up --break ignore-kv-cut             a broken router, to see the suite fail\n\n\
+        pdchaos sim up --break ignore-kv-cut             a broken router, to see the suite fail\n  \
+        pdchaos sim up --router sglang                   SGLang's gateway in front (docs/routers.md)\n\n\
         Then: pdchaos load --url <printed URL> --model sim -c 8 -n 100")]
     Up(UpArgs),
     /// Run one prefill node.
@@ -27,6 +28,27 @@ pub enum SimCommand {
     Decode(NodeArgs),
     /// Run the router with a YAML/JSON config (as `sim up` writes it).
     Router(RouterArgs),
+    /// Run another program (a real router) so that it dies with the stack that started it.
+    #[command(hide = true)]
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The program and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Which router fronts the workers.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RouterArg {
+    /// `pdchaos sim router`.
+    Builtin,
+    /// SGLang model gateway (`sglang-router launch --pd-disaggregation`).
+    Sglang,
+    /// `vllm-router --vllm-pd-disaggregation`.
+    Vllm,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,6 +74,10 @@ pub struct UpArgs {
     pub profile: String,
     #[arg(long, value_enum, default_value = "round-robin")]
     pub policy: PolicyArg,
+    /// The router in front: ours, or a real one found via $PDCHAOS_SGLANG_ROUTER /
+    /// $PDCHAOS_VLLM_ROUTER, PATH, ./.venv or ./.venv-routers (docs/routers.md).
+    #[arg(long, value_enum, default_value = "builtin")]
+    pub router: RouterArg,
     /// Router health-check interval.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
@@ -73,6 +99,9 @@ pub struct NodeArgs {
     /// Prefill only: the KV-transfer (bootstrap) port.
     #[arg(long)]
     pub kv_listen: Option<SocketAddr>,
+    /// Prefill only: the KV address to tell decode nodes (a proxy in front of --kv-listen).
+    #[arg(long)]
+    pub kv_advertise: Option<SocketAddr>,
     #[arg(long, default_value = "tiny")]
     pub profile: String,
     /// Decode defects: drop-answer-after-thinking, no-done.
@@ -91,6 +120,7 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<i32> {
         SimCommand::Up(a) => up(a).await,
         SimCommand::Prefill(a) => node(a, Role::Prefill).await,
         SimCommand::Decode(a) => node(a, Role::Decode).await,
+        SimCommand::Exec(a) => exec(a),
         SimCommand::Router(a) => {
             crate::sim::proc::die_with_parent();
             let text = std::fs::read_to_string(&a.config)
@@ -106,6 +136,23 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Replaces this process with `a.command` after asking the kernel to kill it when the stack
+/// that started it dies (the death signal survives `execve`).
+fn exec(a: ExecArgs) -> anyhow::Result<i32> {
+    crate::sim::proc::die_with_parent();
+    let args: Vec<std::ffi::CString> = a
+        .command
+        .iter()
+        .map(|s| std::ffi::CString::new(s.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad_input("sim exec: an argument contains a NUL byte"))?;
+    let err = nix::unistd::execvp(&args[0], &args).unwrap_err();
+    Err(bad_input(format!(
+        "sim exec: cannot run {}: {err}",
+        a.command[0]
+    )))
 }
 
 fn one_line(s: &str) -> String {
@@ -137,6 +184,7 @@ async fn node(a: NodeArgs, role: Role) -> anyhow::Result<i32> {
         role,
         listen: a.listen,
         kv_listen: a.kv_listen,
+        kv_advertise: a.kv_advertise,
         profile,
         breaks,
     })
@@ -152,6 +200,11 @@ async fn up(a: UpArgs) -> anyhow::Result<i32> {
     cfg.profile = a.profile;
     cfg.health_interval = a.health_interval;
     cfg.toxiproxy = !a.no_toxiproxy;
+    cfg.router = match a.router {
+        RouterArg::Builtin => RouterKind::Builtin,
+        RouterArg::Sglang => RouterKind::Sglang,
+        RouterArg::Vllm => RouterKind::Vllm,
+    };
     cfg.policy = match a.policy {
         PolicyArg::RoundRobin => Policy::RoundRobin,
         PolicyArg::LeastLoad => Policy::LeastLoad,
@@ -166,18 +219,26 @@ async fn up(a: UpArgs) -> anyhow::Result<i32> {
     cfg.breaks = breaks;
     Profile::load(&cfg.profile).map_err(|e| bad_input(format!("--profile: {e}")))?;
     eprintln!(
-        "starting {} group(s) of {}P/{}D (profile {}) ...",
-        cfg.groups, cfg.prefill, cfg.decode, cfg.profile
+        "starting {} group(s) of {}P/{}D (profile {}, router {}) ...",
+        cfg.groups,
+        cfg.prefill,
+        cfg.decode,
+        cfg.profile,
+        cfg.router.as_str()
     );
     let stack = Stack::start(cfg).await.map_err(|e| match e {
         crate::sim::stack::SimError::Invalid(m) => bad_input(m),
+        e @ crate::sim::stack::SimError::RouterMissing(..) => bad_input(e.to_string()),
         other => other.into(),
     })?;
     println!("OpenAI API:  {}", stack.base_url());
-    println!(
-        "router:      {}",
-        stack.base_url().replace("/v1", "/status")
-    );
+    match stack.router_command() {
+        None => println!(
+            "router:      {}",
+            stack.base_url().replace("/v1", "/status")
+        ),
+        Some(cmd) => println!("router:      {cmd}"),
+    }
     if let Some(api) = crate::fault::control::NodeControl::toxiproxy_api(&stack) {
         println!("toxiproxy:   {api}");
     }

@@ -25,14 +25,22 @@ pub struct KvStore {
     rooms: Mutex<HashMap<u64, Room>>,
     timeout: Duration,
     metrics: Arc<Metrics>,
+    /// The prefill node's name, sent with every KV so the decode side can name its source
+    /// (a real router does not tell the decode worker which prefill node it paired it with).
+    name: String,
 }
 
 impl KvStore {
     pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> Arc<KvStore> {
+        KvStore::named(timeout, metrics, "")
+    }
+
+    pub fn named(timeout: Duration, metrics: Arc<Metrics>, name: &str) -> Arc<KvStore> {
         Arc::new(KvStore {
             rooms: Mutex::new(HashMap::new()),
             timeout,
             metrics,
+            name: name.split_whitespace().collect::<Vec<_>>().join("_"),
         })
     }
 
@@ -129,7 +137,12 @@ impl KvStore {
         let Some(bytes) = self.take(room) else {
             return sock.write_all(b"ERR kv released\n").await;
         };
-        sock.write_all(format!("OK {bytes}\n").as_bytes()).await?;
+        let header = if self.name.is_empty() {
+            format!("OK {bytes}\n")
+        } else {
+            format!("OK {bytes} {}\n", self.name)
+        };
+        sock.write_all(header.as_bytes()).await?;
         let zeros = [0u8; 16 * 1024];
         let mut left = bytes;
         while left > 0 {
@@ -168,8 +181,25 @@ pub enum KvError {
     Refused { room: u64, reason: String },
 }
 
+/// A fetched KV: its size and the prefill node that served it (when it said).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub bytes: u64,
+    pub source: Option<String>,
+}
+
 /// Fetches a room's KV; returns the bytes received.
 pub async fn fetch(host: &str, port: u16, room: u64, timeout: Duration) -> Result<u64, KvError> {
+    fetch_from(host, port, room, timeout).await.map(|f| f.bytes)
+}
+
+/// Fetches a room's KV; returns the bytes received and the prefill node's name.
+pub async fn fetch_from(
+    host: &str,
+    port: u16,
+    room: u64,
+    timeout: Duration,
+) -> Result<Fetched, KvError> {
     let addr = format!("{host}:{port}");
     let link = |reason: String| KvError::Link {
         addr: addr.clone(),
@@ -190,7 +220,10 @@ pub async fn fetch(host: &str, port: u16, room: u64, timeout: Duration) -> Resul
             .await
             .map_err(|e| link(e.to_string()))?;
         let line = line.trim();
-        let Some(size) = line.strip_prefix("OK ").and_then(|s| s.parse::<u64>().ok()) else {
+        let mut ok = line.strip_prefix("OK ").unwrap_or("").split_whitespace();
+        let size = ok.next().and_then(|s| s.parse::<u64>().ok());
+        let source = ok.next().map(str::to_string);
+        let Some(size) = size else {
             if line.is_empty() {
                 return Err(link("connection closed before an answer".into()));
             }
@@ -211,7 +244,7 @@ pub async fn fetch(host: &str, port: u16, room: u64, timeout: Duration) -> Resul
             }
             got += n as u64;
         }
-        Ok(got)
+        Ok(Fetched { bytes: got, source })
     };
     tokio::time::timeout(timeout, work)
         .await
@@ -258,6 +291,29 @@ mod tests {
                 .kv_bytes_held
                 .load(std::sync::atomic::Ordering::Relaxed),
             0
+        );
+    }
+
+    #[tokio::test]
+    async fn kv_names_the_prefill_node_that_served_it() {
+        let store = KvStore::named(
+            Duration::from_secs(2),
+            Arc::new(Metrics::default()),
+            "prefill-1",
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(store.clone().serve(listener));
+        store.ready(9, 1000);
+        let got = fetch_from("127.0.0.1", port, 9, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Fetched {
+                bytes: 1000,
+                source: Some("prefill-1".into())
+            }
         );
     }
 

@@ -3,6 +3,10 @@
 //! Both roles serve OpenAI streaming requests alone when the router sends no bootstrap fields
 //! (the degraded, non-disaggregated path). In PD mode a prefill node computes the KV and keeps
 //! it for its room on the KV port; a decode node fetches it from there, then streams tokens.
+//! The PD request comes in either dialect of [`crate::sim::protocol`] (SGLang's bootstrap
+//! fields, vLLM's `kv_transfer_params`), so the real routers can front these workers; the
+//! info routes they call at registration (`/server_info`, `/model_info`, `/v1/models`) answer
+//! without a `model_path`, so no router tries to fetch a tokenizer from the internet.
 
 use crate::clock;
 use crate::pd::{PdMode, Role};
@@ -33,6 +37,9 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Prefill only: the KV-transfer port.
     pub kv_listen: Option<SocketAddr>,
+    /// Prefill only: the KV address decode nodes should use (a proxy in front of `kv_listen`);
+    /// named in the `kv_transfer_params` answered to vLLM's router. Defaults to `kv_listen`.
+    pub kv_advertise: Option<SocketAddr>,
     pub profile: Profile,
     pub breaks: GenBreaks,
 }
@@ -61,9 +68,10 @@ pub async fn run(cfg: NodeConfig) -> std::io::Result<()> {
     let kv_store = match cfg.kv_listen {
         Some(addr) => {
             let kv_listener = TcpListener::bind(addr).await?;
-            let store = KvStore::new(
+            let store = KvStore::named(
                 Duration::from_millis(profile.kv_timeout_ms),
                 metrics.clone(),
+                &cfg.name,
             );
             tokio::spawn(store.clone().serve(kv_listener));
             Some(store)
@@ -89,6 +97,11 @@ pub async fn run(cfg: NodeConfig) -> std::io::Result<()> {
         .route("/generate", post(generate))
         .route("/health", get(|| async { "ok" }))
         .route("/health_generate", get(|| async { "ok" }))
+        .route("/v1/models", get(models))
+        .route("/server_info", get(server_info))
+        .route("/get_server_info", get(server_info))
+        .route("/model_info", get(model_info))
+        .route("/get_model_info", get(model_info))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
         .route("/kv_probe", get(kv_probe))
@@ -116,6 +129,9 @@ async fn generate(State(node): State<Arc<Node>>, Json(body): Json<Value>) -> Res
         );
     };
     let arrival_us = req.arrival_us.unwrap_or(arrival);
+    if node.cfg.role == Role::Prefill && req.remote_decode {
+        return node.prefill_for_remote_decode(&req).await;
+    }
     match (node.cfg.role, req.bootstrap.clone()) {
         (Role::Prefill, Some(b)) => {
             let tokens = node.uncached_tokens(&req);
@@ -132,21 +148,15 @@ async fn generate(State(node): State<Arc<Node>>, Json(body): Json<Value>) -> Res
             let permit = node.kv_budget.admit(bytes).await;
             let t0 = std::time::Instant::now();
             let timeout = Duration::from_millis(node.profile.kv_timeout_ms);
-            match kv::fetch(&b.host, b.port, b.room, timeout).await {
+            match kv::fetch_from(&b.host, b.port, b.room, timeout).await {
                 Ok(got) => {
                     Metrics::add(
                         &node.metrics.kv_transfer_us_total,
                         t0.elapsed().as_micros() as u64,
                     );
-                    let _ = got;
                     Metrics::inc(&node.metrics.served_disaggregated);
-                    node.stream(
-                        &req,
-                        PdMode::Disaggregated,
-                        req.prefill_name.clone(),
-                        arrival_us,
-                        permit,
-                    )
+                    let prefill = req.prefill_name.clone().or(got.source);
+                    node.stream(&req, PdMode::Disaggregated, prefill, arrival_us, permit)
                 }
                 Err(e) => {
                     Metrics::inc(&node.metrics.kv_transfer_failures);
@@ -186,6 +196,48 @@ async fn generate(State(node): State<Arc<Node>>, Json(body): Json<Value>) -> Res
 }
 
 impl Node {
+    /// vLLM's dialect, prefill half: compute the KV, keep it under a new room, and answer a
+    /// whole completion whose `kv_transfer_params` tell the decode worker where to fetch it.
+    async fn prefill_for_remote_decode(&self, req: &WorkerRequest) -> Response {
+        let Some(addr) = self.cfg.kv_advertise.or(self.cfg.kv_listen) else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "config",
+                "this prefill node has no KV port".into(),
+            );
+        };
+        let tokens = self.uncached_tokens(req);
+        self.prefill.prefill(tokens, &self.metrics).await;
+        let bytes = req.prompt_tokens() * self.profile.kv_bytes_per_token;
+        let room = rand::random::<u64>() >> 11;
+        if let Some(store) = &self.kv_store {
+            store.ready(room, bytes);
+        }
+        let b = crate::sim::protocol::Bootstrap {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            room,
+        };
+        let id = format!("pdchaos-{room:x}");
+        let choice = if req.chat {
+            json!({"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "length"})
+        } else {
+            json!({"index": 0, "text": "", "finish_reason": "length"})
+        };
+        Json(json!({
+            "id": id,
+            "object": if req.chat { "chat.completion" } else { "text_completion" },
+            "created": clock::now_us() / 1_000_000,
+            "model": req.model,
+            "choices": [choice],
+            "usage": {"prompt_tokens": req.prompt_tokens(), "completion_tokens": 0,
+                      "total_tokens": req.prompt_tokens()},
+            "kv_transfer_params": crate::sim::protocol::kv_transfer_params(&b, &self.cfg.name),
+            "x_pd": {"room": room, "kv_bytes": bytes, "prefill_done_us": clock::now_us()},
+        }))
+        .into_response()
+    }
+
     /// Prompt tokens left to compute after the prefix cache (prefill nodes keep a cache).
     fn uncached_tokens(&self, req: &WorkerRequest) -> u64 {
         let tokens = req.prompt_tokens();
@@ -258,6 +310,28 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "name": node.cfg.name, "role": node.cfg.role, "profile": node.profile.name,
         "pid": std::process::id(), "batch_running": node.batch.running(), "metrics": &*node.metrics,
     }))
+}
+
+/// The model id every worker serves.
+pub const MODEL_ID: &str = "pdchaos-sim";
+
+async fn models() -> Json<Value> {
+    Json(json!({"object": "list",
+        "data": [{"id": MODEL_ID, "object": "model", "owned_by": "pdchaos"}]}))
+}
+
+/// SGLang's `/server_info`, as much of it as a router reads. No `model_path` on purpose: the
+/// SGLang gateway would try to download a tokenizer of that name from Hugging Face.
+async fn server_info(State(node): State<Arc<Node>>) -> Json<Value> {
+    Json(json!({
+        "served_model_name": MODEL_ID,
+        "disaggregation_mode": node.cfg.role.as_str(),
+        "pdchaos_node": node.cfg.name,
+    }))
+}
+
+async fn model_info() -> Json<Value> {
+    Json(json!({"is_generation": true, "served_model_name": MODEL_ID}))
 }
 
 async fn kv_probe(Query(q): Query<HashMap<String, String>>) -> StatusCode {

@@ -4,6 +4,10 @@
 //! waits for health before returning, kills every child on shutdown and on drop, and children
 //! die with their parent (PDEATHSIG) even if it is SIGKILLed. It implements
 //! [`NodeControl`] so the fault layer can kill, pause, restart and scale nodes.
+//!
+//! The router is ours (`pdchaos sim router`) or a real one ([`RouterKind`]): SGLang's model
+//! gateway or vLLM's router, started as `pdchaos sim exec -- <router> ...` so it too dies with
+//! the stack, with its health-check and retry flags from [`real_router_args`] (docs/routers.md).
 
 use crate::fault::control::{BoxFuture, ControlError, NodeControl, NodeProcess};
 use crate::fault::model::{Link, LinkProxy};
@@ -56,6 +60,156 @@ impl Breaks {
     ];
 }
 
+/// Which router fronts the workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RouterKind {
+    /// `pdchaos sim router`.
+    #[default]
+    Builtin,
+    /// SGLang model gateway, `sglang-router launch --pd-disaggregation`.
+    Sglang,
+    /// `vllm-router --vllm-pd-disaggregation`.
+    Vllm,
+}
+
+impl RouterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouterKind::Builtin => "builtin",
+            RouterKind::Sglang => "sglang",
+            RouterKind::Vllm => "vllm",
+        }
+    }
+
+    /// The environment variable naming the router's executable.
+    pub fn env_var(self) -> Option<&'static str> {
+        match self {
+            RouterKind::Builtin => None,
+            RouterKind::Sglang => Some("PDCHAOS_SGLANG_ROUTER"),
+            RouterKind::Vllm => Some("PDCHAOS_VLLM_ROUTER"),
+        }
+    }
+
+    /// The console script the PyPI package installs.
+    pub fn executable(self) -> Option<&'static str> {
+        match self {
+            RouterKind::Builtin => None,
+            RouterKind::Sglang => Some("sglang-router"),
+            RouterKind::Vllm => Some("vllm-router"),
+        }
+    }
+
+    /// The pinned PyPI package (what `.ci/run` installs).
+    pub fn package(self) -> Option<&'static str> {
+        match self {
+            RouterKind::Builtin => None,
+            RouterKind::Sglang => Some("sglang-router==0.3.2"),
+            RouterKind::Vllm => Some("vllm-router==0.1.17"),
+        }
+    }
+}
+
+/// Finds a real router's executable: `$PDCHAOS_SGLANG_ROUTER` / `$PDCHAOS_VLLM_ROUTER`, then
+/// PATH, then `./.venv/bin` and `./.venv-routers/bin`. The error is one line naming all three.
+pub fn find_router(kind: RouterKind) -> Result<PathBuf, String> {
+    let (Some(var), Some(exe), Some(pkg)) = (kind.env_var(), kind.executable(), kind.package())
+    else {
+        return Err("the builtin router is the pdchaos binary itself".into());
+    };
+    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if is_executable(&p) {
+            Ok(p)
+        } else {
+            Err(format!("${var}={}: not an executable file", p.display()))
+        };
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend([
+        PathBuf::from(".venv/bin"),
+        PathBuf::from(".venv-routers/bin"),
+    ]);
+    dirs.into_iter()
+        .map(|d| d.join(exe))
+        .find(|p| is_executable(p))
+        .map(|p| std::path::absolute(&p).unwrap_or(p))
+        .ok_or_else(|| {
+            format!("{exe} not found: set ${var}, put it on PATH, or `.venv/bin/pip install {pkg}`")
+        })
+}
+
+fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The command line of a real router in PD mode in front of `prefill` (worker URL, KV port as
+/// the decode side reaches it) and `decode` (worker URLs). The health, retry and circuit-breaker
+/// flags are the settings we judge best and honest for a small P/D deployment (docs/routers.md
+/// explains each); both routers take the same names.
+pub fn real_router_args(
+    kind: RouterKind,
+    exe: &std::path::Path,
+    listen: SocketAddr,
+    metrics: SocketAddr,
+    prefill: &[(String, u16)],
+    decode: &[String],
+    policy: Policy,
+) -> Vec<String> {
+    let mut a: Vec<String> = vec![exe.display().to_string()];
+    match kind {
+        RouterKind::Sglang => a.extend(["launch".into(), "--pd-disaggregation".into()]),
+        _ => a.push("--vllm-pd-disaggregation".into()),
+    }
+    let policy = match policy {
+        Policy::RoundRobin => "round_robin",
+        Policy::LeastLoad => "power_of_two",
+        Policy::PrefixAffinity => "cache_aware",
+    };
+    let flags: [(&str, String); 20] = [
+        ("--host", listen.ip().to_string()),
+        ("--port", listen.port().to_string()),
+        ("--prometheus-host", metrics.ip().to_string()),
+        ("--prometheus-port", metrics.port().to_string()),
+        ("--policy", policy.into()),
+        ("--health-check-interval-secs", "1".into()),
+        ("--health-check-timeout-secs", "1".into()),
+        ("--health-failure-threshold", "2".into()),
+        ("--health-success-threshold", "1".into()),
+        ("--retry-max-retries", "3".into()),
+        ("--retry-initial-backoff-ms", "50".into()),
+        ("--retry-max-backoff-ms", "500".into()),
+        ("--cb-failure-threshold", "3".into()),
+        ("--cb-success-threshold", "1".into()),
+        ("--cb-timeout-duration-secs", "5".into()),
+        ("--cb-window-duration-secs", "30".into()),
+        ("--request-timeout-secs", "60".into()),
+        ("--worker-startup-timeout-secs", "30".into()),
+        ("--worker-startup-check-interval", "1".into()),
+        (
+            "--log-level",
+            if kind == RouterKind::Vllm {
+                "warning"
+            } else {
+                "warn"
+            }
+            .into(),
+        ),
+    ];
+    for (k, v) in flags {
+        a.extend([k.to_string(), v]);
+    }
+    for (url, kv_port) in prefill {
+        a.extend(["--prefill".into(), url.clone(), kv_port.to_string()]);
+    }
+    for url in decode {
+        a.extend(["--decode".into(), url.clone()]);
+    }
+    a
+}
+
 /// The shape of a local deployment.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
@@ -70,6 +224,8 @@ pub struct StackConfig {
     /// Route the links through an embedded Toxiproxy, so link faults can be injected.
     pub toxiproxy: bool,
     pub breaks: Breaks,
+    /// The router in front of the workers.
+    pub router: RouterKind,
     /// The pdchaos executable to start nodes with.
     pub binary: PathBuf,
 }
@@ -85,6 +241,7 @@ impl StackConfig {
             health_interval: Duration::from_millis(200),
             toxiproxy: true,
             breaks: Breaks::default(),
+            router: RouterKind::Builtin,
             binary: binary.into(),
         }
     }
@@ -101,6 +258,8 @@ pub enum SimError {
     Invalid(String),
     #[error("toxiproxy: {0}")]
     Proxy(String),
+    #[error("--router {0}: {1}")]
+    RouterMissing(&'static str, String),
 }
 
 struct Slot {
@@ -119,6 +278,8 @@ struct Inner {
     router_addr: SocketAddr,
     proxies: Vec<LinkProxy>,
     toxiproxy_api: Option<String>,
+    /// A real router's command line (None for ours).
+    router_cmd: Option<String>,
     _dir: tempfile::TempDir,
     client: reqwest::Client,
 }
@@ -148,6 +309,30 @@ impl Stack {
         }
         crate::sim::profile::Profile::load(&cfg.profile)
             .map_err(|e| SimError::Invalid(e.to_string()))?;
+        let real_router = match cfg.router {
+            RouterKind::Builtin => None,
+            kind => {
+                if cfg.groups > 1 {
+                    return Err(SimError::Invalid(format!(
+                        "--router {}: a real router fronts one pool of workers; use --groups 1",
+                        kind.as_str()
+                    )));
+                }
+                if cfg.breaks.router != RouterBreaks::default() {
+                    return Err(SimError::Invalid(format!(
+                        "--router {}: the router --break variants belong to the builtin router",
+                        kind.as_str()
+                    )));
+                }
+                if cfg.prefill == 0 || cfg.decode == 0 {
+                    return Err(SimError::Invalid(format!(
+                        "--router {}: PD mode needs at least one prefill and one decode node",
+                        kind.as_str()
+                    )));
+                }
+                Some(find_router(kind).map_err(|e| SimError::RouterMissing(kind.as_str(), e))?)
+            }
+        };
         let dir = tempfile::tempdir().map_err(|e| SimError::Invalid(e.to_string()))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
@@ -223,6 +408,8 @@ impl Stack {
                                 proxy: p.0.clone(),
                             });
                             kv = Some(p.1);
+                            // vLLM's router learns the KV address from the prefill node itself.
+                            args.extend(["--kv-advertise".into(), p.1.to_string()]);
                         }
                     }
                     let worker = WorkerSpec {
@@ -256,22 +443,47 @@ impl Stack {
             health_interval: cfg.health_interval,
             breaks: cfg.breaks.router,
         };
-        let cfg_path = dir.path().join("router.json");
-        std::fs::write(
-            &cfg_path,
-            serde_json::to_vec_pretty(&router_cfg).unwrap_or_default(),
-        )
-        .map_err(|e| SimError::Invalid(e.to_string()))?;
-        slots.push(Slot {
-            name: "router".into(),
-            role: Role::Router,
-            group: 0,
-            args: vec![
+        let mut router_cmd = None;
+        let router_args = if let Some(exe) = &real_router {
+            let g = &router_cfg.groups[0];
+            let prefill: Vec<(String, u16)> = g
+                .prefill
+                .iter()
+                .map(|w| (w.url.clone(), w.kv_port.unwrap_or(0)))
+                .collect();
+            let decode: Vec<String> = g.decode.iter().map(|w| w.url.clone()).collect();
+            let cmd = real_router_args(
+                cfg.router,
+                exe,
+                router_addr,
+                free_addr()?,
+                &prefill,
+                &decode,
+                cfg.policy,
+            );
+            router_cmd = Some(cmd.join(" "));
+            let mut args = vec!["sim".into(), "exec".into(), "--".into()];
+            args.extend(cmd);
+            args
+        } else {
+            let cfg_path = dir.path().join("router.json");
+            std::fs::write(
+                &cfg_path,
+                serde_json::to_vec_pretty(&router_cfg).unwrap_or_default(),
+            )
+            .map_err(|e| SimError::Invalid(e.to_string()))?;
+            vec![
                 "sim".into(),
                 "router".into(),
                 "--config".into(),
                 cfg_path.display().to_string(),
-            ],
+            ]
+        };
+        slots.push(Slot {
+            name: "router".into(),
+            role: Role::Router,
+            group: 0,
+            args: router_args,
             http: router_addr,
             child: None,
         });
@@ -291,6 +503,7 @@ impl Stack {
                 router_addr,
                 proxies,
                 toxiproxy_api,
+                router_cmd,
                 _dir: dir,
                 client,
             }),
@@ -315,7 +528,7 @@ impl Stack {
             .collect();
         for (name, addr) in names {
             stack
-                .wait_healthy(&name, addr, Duration::from_secs(20))
+                .wait_healthy(&name, addr, Duration::from_secs(30))
                 .await?;
         }
         stack
@@ -365,10 +578,27 @@ impl Stack {
         })
     }
 
-    /// Waits until every group of the router reports `mode`.
+    /// Waits until every group of the router reports `mode`. A real router has no `/status`:
+    /// then a probe request must be served end to end in `mode` (as the answer's `x_pd` says).
     pub async fn wait_mode(&self, mode: &str, within: Duration) -> Result<(), SimError> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
+            if self.inner.cfg.router != RouterKind::Builtin {
+                if self.probe_mode().await.as_deref() == Some(mode) {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(SimError::Unhealthy {
+                        node: format!(
+                            "{} router (a probe request served {mode})",
+                            self.inner.cfg.router.as_str()
+                        ),
+                        secs: within.as_secs(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
             if let Ok(v) = self.status().await
                 && let Some(groups) = v["groups"].as_array()
                 && groups.iter().all(|g| g["mode"] == mode)
@@ -385,13 +615,62 @@ impl Stack {
         }
     }
 
+    /// Sends one short streaming request through the router; the mode its answer's `x_pd`
+    /// names, if it ended with `[DONE]`.
+    pub async fn probe_mode(&self) -> Option<String> {
+        let body = serde_json::json!({"model": crate::sim::node::MODEL_ID, "stream": true,
+            "max_tokens": 2, "messages": [{"role": "user", "content": "pdchaos readiness probe"}]});
+        let r = self
+            .inner
+            .client
+            .post(format!("{}/chat/completions", self.base_url()))
+            .timeout(Duration::from_secs(5))
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        let text = r.text().await.ok()?;
+        let mut mode = None;
+        let mut done = false;
+        for data in text.lines().filter_map(|l| l.strip_prefix("data:")) {
+            let data = data.trim();
+            if data == "[DONE]" {
+                done = true;
+            } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
+                && let Some(m) = v["x_pd"]["mode"].as_str()
+            {
+                mode = Some(m.to_string());
+            }
+        }
+        mode.filter(|_| done)
+    }
+
+    /// Which router fronts the workers.
+    pub fn router(&self) -> RouterKind {
+        self.inner.cfg.router
+    }
+
+    /// A real router's command line, as started (None for the builtin router).
+    pub fn router_command(&self) -> Option<String> {
+        self.inner.router_cmd.clone()
+    }
+
     /// Base URL of the OpenAI API: `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.inner.router_addr)
     }
 
-    /// The router's `/status` as JSON.
+    /// The router's `/status` as JSON (the builtin router only).
     pub async fn status(&self) -> Result<serde_json::Value, SimError> {
+        if self.inner.cfg.router != RouterKind::Builtin {
+            return Err(SimError::Invalid(format!(
+                "the {} router has no /status; read the workers' /status instead",
+                self.inner.cfg.router.as_str()
+            )));
+        }
         let url = format!("http://{}/status", self.inner.router_addr);
         let r = self
             .inner
@@ -401,6 +680,30 @@ impl Stack {
             .await
             .map_err(|e| SimError::Invalid(e.to_string()))?;
         r.json().await.map_err(|e| SimError::Invalid(e.to_string()))
+    }
+
+    /// A worker's own `/status` (name, role, counters), read directly, not through a proxy.
+    pub async fn worker_status(&self, name: &str) -> Result<serde_json::Value, SimError> {
+        let listen = {
+            let slots = self.inner.slots.lock().await;
+            let s = slots
+                .iter()
+                .find(|s| s.name == name && s.role != Role::Router)
+                .ok_or_else(|| SimError::Invalid(format!("no worker named `{name}`")))?;
+            let i = s.args.iter().position(|a| a == "--listen");
+            i.and_then(|i| s.args.get(i + 1)).cloned()
+        };
+        let listen = listen.ok_or_else(|| SimError::Invalid(format!("{name} has no --listen")))?;
+        let r = self
+            .inner
+            .client
+            .get(format!("http://{listen}/status"))
+            .send()
+            .await
+            .map_err(|e| SimError::Invalid(format!("{name} /status: {e}")))?;
+        r.json()
+            .await
+            .map_err(|e| SimError::Invalid(format!("{name} /status: {e}")))
     }
 
     /// The pids of every running process (for leak checks).

@@ -14,7 +14,7 @@ use crate::load::metrics::Window;
 use crate::load::prompts::PromptSource;
 use crate::load::record::RequestRecord;
 use crate::report::layout::SweepRow;
-use crate::sim::stack::{Stack, StackConfig};
+use crate::sim::stack::{RouterKind, Stack, StackConfig};
 use crate::suite::context;
 use crate::target::{DegradedSignal, KubeTarget};
 use std::sync::Arc;
@@ -29,6 +29,8 @@ pub struct Layout {
     pub groups: usize,
     pub profile: String,
     pub breaks: Vec<String>,
+    /// The router in front (a local target file's `router:`).
+    pub router: RouterKind,
 }
 
 impl Default for Layout {
@@ -39,6 +41,7 @@ impl Default for Layout {
             groups: 1,
             profile: "tiny".into(),
             breaks: vec![],
+            router: RouterKind::Builtin,
         }
     }
 }
@@ -154,9 +157,15 @@ pub struct PdWorld {
 impl cucumber::World for PdWorld {
     type Error = std::convert::Infallible;
     async fn new() -> Result<Self, Self::Error> {
+        // The target file's layout (ratio, profile, router) until a step says otherwise; before
+        // issue 8 this was Layout::default(), so a local target's fields were ignored.
+        let layout = crate::suite::CONTEXT
+            .get()
+            .map(|c| c.default_layout.clone())
+            .unwrap_or_default();
         Ok(PdWorld {
             started_us: clock::now_us(),
-            layout: context().default_layout.clone(),
+            layout,
             ..PdWorld::default()
         })
     }
@@ -224,12 +233,18 @@ impl PdWorld {
         cfg.decode = layout.decode;
         cfg.groups = layout.groups;
         cfg.profile = layout.profile.clone();
+        cfg.router = layout.router;
         for b in &layout.breaks {
             cfg.breaks.set(b).unwrap_or_else(|e| panic!("{e}"));
         }
         eprintln!(
-            "  (starting local stack {}P/{}D x{} {} {:?})",
-            layout.prefill, layout.decode, layout.groups, layout.profile, layout.breaks
+            "  (starting local stack {}P/{}D x{} {} {:?}, router {})",
+            layout.prefill,
+            layout.decode,
+            layout.groups,
+            layout.profile,
+            layout.breaks,
+            layout.router.as_str()
         );
         let s = Stack::start(cfg)
             .await
