@@ -91,14 +91,12 @@ pub fn summarize<'a>(
     records: impl IntoIterator<Item = &'a RequestRecord>,
     window: Option<Window>,
 ) -> Summary {
-    let mut tally = Tally::default();
-    for r in records
-        .into_iter()
-        .filter(|r| window.is_none_or(|w| w.contains(r)))
-    {
-        tally.add(r);
-    }
-    tally.summary()
+    Tally::of(
+        records
+            .into_iter()
+            .filter(|r| window.is_none_or(|w| w.contains(r))),
+    )
+    .summary()
 }
 
 /// What a [`Summary`] is computed from: counts, sums, the span of send and end times, and one
@@ -177,6 +175,15 @@ impl Tally {
             .get(OutcomeKind::Ok.as_str())
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The tally of `records`.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a RequestRecord>) -> Tally {
+        let mut t = Tally::default();
+        for r in records {
+            t.add(r);
+        }
+        t
     }
 
     /// Counts one record, in the whole and in its bucket.
