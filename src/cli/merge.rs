@@ -89,10 +89,15 @@ fn shard_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with("shard") && name.ends_with(".json") && path.is_file() {
+        if is_shard_file_name(&path) && path.is_file() {
             found.push(path);
         }
     }
     Ok(found)
+}
+
+/// Whether a directory given to `pdchaos merge` includes this file: `shard*.json`.
+pub fn is_shard_file_name(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with("shard") && name.ends_with(".json")
 }
