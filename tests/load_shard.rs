@@ -263,7 +263,7 @@ fn write_shard(dir: &Path, name: &str, index: u32, count: u32) -> PathBuf {
     };
     let file = ShardFile::new(Shard::new(index, count).unwrap(), Tally::of([&rec]));
     let path = dir.join(name);
-    std::fs::write(&path, file.to_json()).unwrap();
+    std::fs::write(&path, file.to_json().unwrap()).unwrap();
     path
 }
 

@@ -316,7 +316,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
             ctrl_c.cancel();
         }
     });
-    let mut progress = Progress::new(args.quiet, cfg.max_requests);
+    let mut progress = Progress::new(args.quiet, cfg.max_requests.map(|n| shard.share(n)));
     let records = load::run(cfg, cancel, |r| progress.tick(r.outcome.is_ok()))
         .await
         .map_err(|e| bad_input(e.to_string()))?;

@@ -48,14 +48,13 @@ pub async fn run(args: MergeArgs) -> anyhow::Result<i32> {
     };
     let missing: Vec<String> = merged.missing.iter().map(name).collect();
     if !missing.is_empty() {
-        let msg = format!(
-            "no file carries shard {} (pass --allow-missing to merge the others)",
-            missing.join(", ")
-        );
+        let msg = format!("no file carries shard {}", missing.join(", "));
         if !args.allow_missing {
-            return Err(bad_input(msg));
+            return Err(bad_input(format!(
+                "{msg} (pass --allow-missing to merge the others)"
+            )));
         }
-        eprintln!("warning: {msg}");
+        eprintln!("warning: {msg}; the figures cover the other shards only");
     }
     eprintln!(
         "merged {} of {} shards from {} files",
