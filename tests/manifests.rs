@@ -1,8 +1,10 @@
 //! The Kubernetes manifests render with `kubectl kustomize`, every document parses into the
 //! k8s-openapi type its kind declares (and loses nothing in a round trip, so a misspelt field
 //! fails), the overlays have the ratios they claim, the wiring through Toxiproxy is consistent,
-//! and the Role grants what the runner needs and nothing more.
+//! the Role grants what the runner needs and nothing more, and the sharded load Job runs one
+//! valid `pdchaos load --shard I/N` per index whose files the merge Job reads.
 
+use clap::Parser as _;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     batch::v1::Job,
@@ -18,6 +20,30 @@ const OVERLAYS: [&str; 4] = ["base", "overlays/1p1d", "overlays/1p3d", "overlays
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Every folder under `manifests/` that holds a kustomization, relative to `manifests/`, so a
+/// new folder is rendered and type-checked without being listed here.
+fn kustomizations() -> Vec<String> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        if dir.join("kustomization.yaml").is_file() {
+            let rel = dir.strip_prefix(base).unwrap().to_str().unwrap();
+            out.push(rel.to_string());
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect();
+        entries.sort();
+        for e in entries {
+            walk(&e, base, out);
+        }
+    }
+    let base = root().join("manifests");
+    let mut out = Vec::new();
+    walk(&base, &base, &mut out);
+    out
 }
 
 /// Installs Debian's kubectl when it is missing and we may (root), so that `cargo test` alone
@@ -131,10 +157,17 @@ fn replicas(docs: &[Value], name: &str) -> u64 {
 }
 
 #[test]
-fn every_overlay_renders_and_parses_into_its_declared_types() {
-    for dir in OVERLAYS {
+fn every_kustomization_renders_and_parses_into_its_declared_types() {
+    let all = kustomizations();
+    for dir in OVERLAYS.iter().chain(&["load-job", "load-job/merge"]) {
+        assert!(all.iter().any(|d| d == dir), "{dir} not found in {all:?}");
+    }
+    for dir in &all {
         let docs = render(dir);
-        assert!(docs.len() >= 15, "{dir}: only {} documents", docs.len());
+        assert!(!docs.is_empty(), "{dir}: no documents");
+        if OVERLAYS.contains(&dir.as_str()) {
+            assert!(docs.len() >= 15, "{dir}: only {} documents", docs.len());
+        }
         check_types(dir, &docs);
     }
 }
@@ -153,8 +186,9 @@ fn overlays_have_the_ratios_they_are_named_after() {
 /// Every configMap volume names a rendered ConfigMap (kustomize's hashed names), every Service
 /// selects some pod template, and every pod runs as non-root.
 #[test]
-fn references_resolve_in_every_overlay() {
-    for dir in OVERLAYS {
+fn references_resolve_in_every_kustomization() {
+    for dir in kustomizations() {
+        let dir = dir.as_str();
         let docs = render(dir);
         let templates: Vec<&Value> = docs
             .iter()
@@ -398,4 +432,123 @@ fn the_role_grants_every_runner_call_and_nothing_else() {
         job["spec"]["template"]["spec"]["serviceAccountName"],
         "pdchaos-runner"
     );
+}
+
+/// Where a pod template mounts the claim `claim`.
+fn mount_of(job: &Job, claim: &str) -> PathBuf {
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.claim_name == claim)
+        })
+        .unwrap_or_else(|| panic!("no volume of claim {claim}"));
+    let mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == volume.name)
+        .unwrap_or_else(|| panic!("volume {} is not mounted", volume.name));
+    PathBuf::from(&mount.mount_path)
+}
+
+/// The container's args as `pdchaos` would parse them, `$(JOB_COMPLETION_INDEX)` expanded to
+/// `index` as Kubernetes does.
+fn parse_args(job: &Job, index: i32) -> pdchaos::cli::Command {
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let args = pod.containers[0].args.clone().expect("args");
+    let argv = std::iter::once("pdchaos".to_string()).chain(
+        args.iter()
+            .map(|a| a.replace("$(JOB_COMPLETION_INDEX)", &index.to_string())),
+    );
+    pdchaos::cli::Cli::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("{args:?} do not parse as pdchaos flags: {e}"))
+        .command
+}
+
+#[test]
+fn the_load_job_runs_shard_i_of_n_per_index_and_the_merge_job_reads_every_file() {
+    use pdchaos::cli::Command as Cmd;
+    use pdchaos::load::shard::Shard;
+    let docs = render("load-job");
+    let job: Job = serde_json::from_value(find(&docs, "Job", "pdchaos-load").clone()).unwrap();
+    let spec = job.spec.as_ref().unwrap();
+    assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+    let n = spec.completions.expect("completions");
+    assert!(n >= 2, "{n} completions");
+    assert_eq!(spec.parallelism, Some(n), "every shard must run at once");
+    assert_eq!(spec.backoff_limit, Some(0));
+    // `$(JOB_COMPLETION_INDEX)` in args expands only from a variable the container declares.
+    let c = &spec.template.spec.as_ref().unwrap().containers[0];
+    let env = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "JOB_COMPLETION_INDEX")
+        .expect("JOB_COMPLETION_INDEX in env");
+    assert_eq!(
+        env.value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    );
+    let out_dir = mount_of(&job, "pdchaos-load-shards");
+    let pvc = find(&docs, "PersistentVolumeClaim", "pdchaos-load-shards");
+    assert_eq!(
+        pvc["spec"]["accessModes"][0], "ReadWriteMany",
+        "pods span nodes"
+    );
+    let mut saved = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let Cmd::Load(load) = parse_args(&job, i) else {
+            panic!("index {i}: not `pdchaos load`");
+        };
+        let cfg = pdchaos::cli::load::config_from_args(&load)
+            .unwrap_or_else(|e| panic!("index {i}: {e}"));
+        assert_eq!(cfg.shard, Shard::new(i as u32, n as u32).unwrap());
+        assert_eq!(cfg.empty_shard(), None, "index {i}");
+        let file = load.save_shard.expect("--save-shard");
+        assert_eq!(file.parent(), Some(out_dir.as_path()), "{}", file.display());
+        assert!(
+            pdchaos::cli::merge::is_shard_file_name(&file),
+            "`pdchaos merge DIR` would skip {}",
+            file.display()
+        );
+        saved.insert(file);
+    }
+    assert_eq!(saved.len(), n as usize, "two indices write one file");
+    // The URL is the base stack's router Service, in the same namespace.
+    let Cmd::Load(load) = parse_args(&job, 0) else {
+        unreachable!()
+    };
+    let base = render("base");
+    let port = find(&base, "Service", "router")["spec"]["ports"][0]["port"].clone();
+    assert_eq!(load.url, format!("http://router:{port}/v1"));
+    assert_eq!(
+        find(&docs, "Job", "pdchaos-load")["metadata"]["namespace"],
+        find(&base, "Service", "router")["metadata"]["namespace"]
+    );
+
+    let docs = render("load-job/merge");
+    let merge: Job =
+        serde_json::from_value(find(&docs, "Job", "pdchaos-load-merge").clone()).unwrap();
+    let Cmd::Merge(m) = parse_args(&merge, 0) else {
+        panic!("not `pdchaos merge`");
+    };
+    let dir = mount_of(&merge, "pdchaos-load-shards");
+    assert_eq!(
+        m.files,
+        vec![dir.clone()],
+        "the merge reads the shards' directory"
+    );
+    assert_eq!(dir, out_dir);
+    assert!(!m.allow_missing, "a missing shard must fail the merge");
 }

@@ -3,7 +3,9 @@
 use crate::cli::bad_input;
 use crate::load::client::Timeouts;
 use crate::load::engine::{Api, LoadConfig, Ramp, Shape};
+use crate::load::metrics::{Summary, Tally};
 use crate::load::prompts::{self, Order, PromptSource};
+use crate::load::shard::{Shard, ShardFile};
 use crate::load::{self, output};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -32,6 +34,10 @@ pub enum OrderArg {
   pdchaos load --url $URL --model m --concurrency 32 --ramp 1/2s --duration 30m --dataset prompts.jsonl\n  \
   pdchaos load --url $URL --model m --rate 5 --poisson --duration 10m --records records.jsonl\n  \
   pdchaos load --url $URL --model m --dataset day1.jsonl --dataset-order fifo --no-unique-prefix --max-tokens 10\n\n\
+From two machines, each driving half of the 64 users, then one summary of both:\n  \
+  pdchaos load --url $URL --model m -c 64 --duration 10m --shard 0/2 --save-shard shard-0.json\n  \
+  pdchaos load --url $URL --model m -c 64 --duration 10m --shard 1/2 --save-shard shard-1.json\n  \
+  pdchaos merge shard-0.json shard-1.json --json summary.json\n\n\
 Metric definitions: docs/metrics.md. Exit codes: 0 ok, 1 a --fail-under/--fail-over threshold broken, 2 bad input.")]
 pub struct LoadArgs {
     /// Base URL of the OpenAI-compatible API, up to and including /v1.
@@ -118,15 +124,34 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
+    /// Drive shard I of N (0-based) of the run described by the other flags: the users split as
+    /// evenly as possible (remainder to the lowest shards), the same split of --requests, the
+    /// rate divided by N, lines I, I+N, ... of a FIFO dataset. Merge with `pdchaos merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Write this process's shard file (counts, token sums, absolute window, HDR histograms)
+    /// for `pdchaos merge`.
+    #[arg(long, value_name = "FILE")]
+    pub save_shard: Option<PathBuf>,
+    /// Write every request record as JSONL.
+    #[arg(long)]
+    pub records: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// No progress output.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// What is done with a summary, by `pdchaos load` and `pdchaos merge` alike.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
     /// Write the summary as JSON (stable schema: docs/metrics.md).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Write one CSV row with the article's columns.
     #[arg(long)]
     pub csv: Option<PathBuf>,
-    /// Write every request record as JSONL.
-    #[arg(long)]
-    pub records: Option<PathBuf>,
     /// Exit 1 when the success rate (percent) is below this.
     #[arg(long, value_name = "PCT")]
     pub fail_under_success: Option<f64>,
@@ -136,9 +161,55 @@ pub struct LoadArgs {
     /// Exit 1 when the decode-rate p50 (tokens/s) is below this.
     #[arg(long, value_name = "TOK_S")]
     pub fail_under_decode_p50: Option<f64>,
-    /// No progress output.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
+}
+
+impl ReportArgs {
+    /// Prints the table, writes the JSON and CSV files, and returns the exit code: 1 when a
+    /// threshold is broken, else 0.
+    pub fn report(&self, summary: &Summary) -> anyhow::Result<i32> {
+        println!("{}", output::table(summary));
+        if let Some(p) = &self.json {
+            output::write_json(p, summary)
+                .with_context(|| format!("writing --json {}", p.display()))?;
+        }
+        if let Some(p) = &self.csv {
+            output::write_csv(p, summary)
+                .with_context(|| format!("writing --csv {}", p.display()))?;
+        }
+        let broken = self.broken(summary);
+        if broken.is_empty() {
+            Ok(0)
+        } else {
+            eprintln!("threshold broken: {}", broken.join("; "));
+            Ok(1)
+        }
+    }
+
+    fn broken(&self, summary: &Summary) -> Vec<String> {
+        let mut broken = Vec::new();
+        if let Some(min) = self.fail_under_success
+            && summary.success_rate * 100.0 < min
+        {
+            broken.push(format!(
+                "success rate {:.2}% < {min}%",
+                summary.success_rate * 100.0
+            ));
+        }
+        if let Some(max) = self.fail_over_ttft_p90
+            && summary.ttft_ms.p90 > max
+        {
+            broken.push(format!("TTFT p90 {:.1} ms > {max} ms", summary.ttft_ms.p90));
+        }
+        if let Some(min) = self.fail_under_decode_p50
+            && summary.decode_tps.p50 < min
+        {
+            broken.push(format!(
+                "decode rate p50 {:.1} tok/s < {min} tok/s",
+                summary.decode_tps.p50
+            ));
+        }
+        broken
+    }
 }
 
 /// Turns flags into a load configuration, naming the flag at fault.
@@ -212,6 +283,14 @@ pub fn config_from_args(a: &LoadArgs) -> anyhow::Result<LoadConfig> {
     };
     cfg.require_usage = a.require_usage;
     cfg.seed = a.seed;
+    if let Some(text) = &a.shard {
+        cfg.shard = text
+            .parse::<Shard>()
+            .map_err(|e| bad_input(format!("--shard {e}")))?;
+        if let Some(why) = cfg.empty_shard() {
+            return Err(bad_input(format!("--shard {text}: {why}")));
+        }
+    }
     Ok(cfg)
 }
 
@@ -228,6 +307,7 @@ fn parse_ramp(text: &str) -> anyhow::Result<Ramp> {
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
     let cfg = config_from_args(&args)?;
+    let shard = cfg.shard;
     let cancel = CancellationToken::new();
     let ctrl_c = cancel.clone();
     tokio::spawn(async move {
@@ -236,52 +316,21 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
             ctrl_c.cancel();
         }
     });
-    let mut progress = Progress::new(args.quiet, cfg.max_requests);
+    let mut progress = Progress::new(args.quiet, cfg.max_requests.map(|n| shard.share(n)));
     let records = load::run(cfg, cancel, |r| progress.tick(r.outcome.is_ok()))
         .await
         .map_err(|e| bad_input(e.to_string()))?;
     progress.finish();
-    let summary = load::summarize(&records, None);
-    println!("{}", output::table(&summary));
-    if let Some(p) = &args.json {
-        output::write_json(p, &summary)
-            .with_context(|| format!("writing --json {}", p.display()))?;
-    }
-    if let Some(p) = &args.csv {
-        output::write_csv(p, &summary).with_context(|| format!("writing --csv {}", p.display()))?;
-    }
+    let tally = Tally::of(&records);
     if let Some(p) = &args.records {
         output::write_records(p, &records)
             .with_context(|| format!("writing --records {}", p.display()))?;
     }
-    let mut broken = Vec::new();
-    if let Some(min) = args.fail_under_success
-        && summary.success_rate * 100.0 < min
-    {
-        broken.push(format!(
-            "success rate {:.2}% < {min}%",
-            summary.success_rate * 100.0
-        ));
+    if let Some(p) = &args.save_shard {
+        output::write_json(p, &ShardFile::new(shard, tally.clone()))
+            .with_context(|| format!("writing --save-shard {}", p.display()))?;
     }
-    if let Some(max) = args.fail_over_ttft_p90
-        && summary.ttft_ms.p90 > max
-    {
-        broken.push(format!("TTFT p90 {:.1} ms > {max} ms", summary.ttft_ms.p90));
-    }
-    if let Some(min) = args.fail_under_decode_p50
-        && summary.decode_tps.p50 < min
-    {
-        broken.push(format!(
-            "decode rate p50 {:.1} tok/s < {min} tok/s",
-            summary.decode_tps.p50
-        ));
-    }
-    if broken.is_empty() {
-        Ok(0)
-    } else {
-        eprintln!("threshold broken: {}", broken.join("; "));
-        Ok(1)
-    }
+    args.report.report(&tally.summary())
 }
 
 /// A bar on a terminal; a plain line every 5 s otherwise (CI logs).

@@ -6,6 +6,7 @@
 
 pub mod fault;
 pub mod load;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod sim;
@@ -32,6 +33,7 @@ pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
         pdchaos run                      run every feature against a local P/D stack\n  \
         pdchaos sim up                   start the local stack and print its endpoints\n  \
         pdchaos load --url URL --model M measure a streaming endpoint (TTFT, decode rate, QPM)\n  \
+        pdchaos merge shard-*.json       one summary from the shards of a load run on several machines\n  \
         pdchaos heal                     heal every fault a killed run left behind"
 )]
 pub struct Cli {
@@ -45,6 +47,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Drive a streaming OpenAI-compatible endpoint and measure it.
     Load(Box<load::LoadArgs>),
+    /// Merge the shard files of a load run from several processes into one summary.
+    Merge(merge::MergeArgs),
     /// Measure how many concurrent streams the load client can drive (a benchmark).
     BenchClient(load::BenchClientArgs),
     /// The local P/D stack: `up` starts it all; `prefill`, `decode`, `router` run one node.
@@ -88,6 +92,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Run(args) => run::run(args).await,
         Command::Load(args) => load::run(*args).await,
+        Command::Merge(args) => merge::run(args).await,
         Command::BenchClient(args) => load::bench_client(args).await,
         Command::Sim(cmd) => sim::run(cmd).await,
         Command::Fault(cmd) => fault::run(cmd).await,

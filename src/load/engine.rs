@@ -12,6 +12,7 @@ use crate::load::prompts::{
     self, Bucket, Prompt, PromptError, PromptSource, Prompts, TokenCounter,
 };
 use crate::load::record::RequestRecord;
+use crate::load::shard::Shard;
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
@@ -80,6 +81,10 @@ pub struct LoadConfig {
     pub require_usage: bool,
     /// Open loop: at most this many requests in flight (a safety bound, not a shape).
     pub max_in_flight: usize,
+    /// The part of the run this process drives ([`Shard::WHOLE`] unless the run is split):
+    /// its share of the users, of `max_requests` and of the rate, the FIFO dataset lines it owns,
+    /// and its own seed. `shape` and `max_requests` describe the whole run.
+    pub shard: Shard,
 }
 
 impl LoadConfig {
@@ -108,7 +113,28 @@ impl LoadConfig {
             seed: 0,
             require_usage: false,
             max_in_flight: 10_000,
+            shard: Shard::WHOLE,
         }
+    }
+
+    /// Why this process's shard would have nothing to send, if so.
+    pub fn empty_shard(&self) -> Option<String> {
+        let s = self.shard;
+        if let Shape::Closed { users, .. } = self.shape
+            && s.share(users.into()) == 0
+        {
+            return Some(format!(
+                "shard {s} gets none of {users} users: a closed loop needs at least one user per shard"
+            ));
+        }
+        if let Some(n) = self.max_requests
+            && s.share(n) == 0
+        {
+            return Some(format!(
+                "shard {s} gets none of {n} requests: give at least one request per shard"
+            ));
+        }
+        None
     }
 
     /// The request URL for the configured API.
@@ -142,16 +168,22 @@ struct Shared {
 }
 
 impl Shared {
-    /// Claims the next request id, or `None` once the run is over.
+    /// Claims the next request id (unique across the shards of a run), or `None` once this
+    /// shard's part of the run is over.
     fn claim(&self) -> Option<u64> {
         if self.cancel.is_cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
-        let id = self.issued.fetch_add(1, Ordering::Relaxed);
-        if self.cfg.max_requests.is_some_and(|m| id >= m) {
+        let local = self.issued.fetch_add(1, Ordering::Relaxed);
+        let shard = self.cfg.shard;
+        if self
+            .cfg
+            .max_requests
+            .is_some_and(|m| local >= shard.share(m))
+        {
             return None;
         }
-        Some(id)
+        Some(shard.global(local))
     }
 
     fn plan(&self, id: u64, user: u32, intended_us: Micros) -> Option<Planned> {
@@ -210,7 +242,20 @@ pub async fn run(
 ) -> Result<Vec<RequestRecord>, LoadError> {
     validate(&cfg)?;
     let counter = TokenCounter::load(cfg.tokenizer.as_deref())?;
-    let prompts = Prompts::load(&cfg.prompts, &counter, &cfg.buckets, cfg.seed)?;
+    let prompts = Prompts::load(
+        &cfg.prompts,
+        &counter,
+        &cfg.buckets,
+        cfg.shard.seed(cfg.seed),
+    )?
+    .for_shard(cfg.shard);
+    if prompts.is_empty()
+        && let PromptSource::Dataset { path, .. } = &cfg.prompts
+    {
+        return Err(
+            PromptError::Empty(format!("{} for shard {}", path.display(), cfg.shard)).into(),
+        );
+    }
     let endpoint = Endpoint::new(
         cfg.url(),
         cfg.api_key.as_deref(),
@@ -256,6 +301,9 @@ fn validate(cfg: &LoadConfig) -> Result<(), LoadError> {
     {
         return bad("set a request count, a duration, or a FIFO dataset: the run must end");
     }
+    if let Some(why) = cfg.empty_shard() {
+        return Err(LoadError::Invalid(why));
+    }
     match &cfg.shape {
         Shape::Closed { users: 0, .. } => bad("concurrency must be at least 1"),
         Shape::Closed { ramp: Some(r), .. } if r.users == 0 || r.every.is_zero() => {
@@ -276,7 +324,10 @@ async fn closed_loop(
 ) {
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for user in 0..users {
+    // Users are numbered across the run and dealt round robin to shards; each starts when the
+    // run-wide ramp would start it, so the shards together ramp as one process would.
+    let shard = shared.cfg.shard;
+    for user in (0..users).filter(|u| shard.owns(u64::from(*u))) {
         let delay = ramp.map_or(Duration::ZERO, |r| r.every * (user / r.users));
         let (shared, tx) = (shared.clone(), tx.clone());
         tasks.spawn(async move {
@@ -310,7 +361,10 @@ async fn open_loop(
     poisson: bool,
     tx: mpsc::UnboundedSender<RequestRecord>,
 ) {
-    let mut rng: StdRng = rand::SeedableRng::seed_from_u64(shared.cfg.seed);
+    let mut rng: StdRng = rand::SeedableRng::seed_from_u64(shared.cfg.shard.seed(shared.cfg.seed));
+    // Each shard sends its part of the rate; the sum of the shards' (Poisson) arrivals has the
+    // run's rate (and is Poisson again).
+    let rate = rate / f64::from(shared.cfg.shard.count);
     let gate = Arc::new(tokio::sync::Semaphore::new(shared.cfg.max_in_flight));
     let mut tasks = tokio::task::JoinSet::new();
     let mut intended = Instant::now();
@@ -374,6 +428,29 @@ mod tests {
             "hi"
         );
         assert_eq!(cfg.url(), "http://x/v1/completions");
+    }
+
+    #[test]
+    fn a_shard_with_no_users_or_no_requests_is_refused() {
+        let mut cfg = LoadConfig::new("http://x/v1", "m");
+        cfg.max_requests = Some(10);
+        cfg.shape = Shape::Closed {
+            users: 2,
+            ramp: None,
+        };
+        cfg.shard = Shard::new(1, 2).unwrap();
+        assert!(validate(&cfg).is_ok());
+        cfg.shard = Shard::new(2, 3).unwrap();
+        let e = validate(&cfg).unwrap_err().to_string();
+        assert!(e.contains("shard 2/3 gets none of 2 users"), "{e}");
+        cfg.shape = Shape::Open {
+            rate_per_s: 1.0,
+            poisson: false,
+        };
+        assert!(validate(&cfg).is_ok());
+        cfg.max_requests = Some(2);
+        let e = validate(&cfg).unwrap_err().to_string();
+        assert!(e.contains("none of 2 requests"), "{e}");
     }
 
     #[test]

@@ -91,117 +91,282 @@ pub fn summarize<'a>(
     records: impl IntoIterator<Item = &'a RequestRecord>,
     window: Option<Window>,
 ) -> Summary {
-    let selected: Vec<&RequestRecord> = records
-        .into_iter()
-        .filter(|r| window.is_none_or(|w| w.contains(r)))
-        .collect();
-    let mut summary = summarize_selected(&selected);
-    let mut buckets: BTreeMap<String, Vec<&RequestRecord>> = BTreeMap::new();
-    for r in &selected {
-        if let Some(b) = &r.bucket {
-            buckets.entry(b.clone()).or_default().push(r);
-        }
-    }
-    summary.by_bucket = buckets
-        .into_iter()
-        .map(|(b, rs)| (b, summarize_selected(&rs)))
-        .collect();
-    summary
+    Tally::of(
+        records
+            .into_iter()
+            .filter(|r| window.is_none_or(|w| w.contains(r))),
+    )
+    .summary()
 }
 
-fn summarize_selected(records: &[&RequestRecord]) -> Summary {
-    let mut s = Summary::default();
-    for k in OutcomeKind::ALL {
-        s.outcomes.insert(k.as_str().to_string(), 0);
+/// What a [`Summary`] is computed from: counts, sums, the span of send and end times, and one
+/// HDR histogram per distribution. Unlike a summary it can be merged: tallies of disjoint sets
+/// of records merge into exactly the tally of their union, so a run split over several processes
+/// summarises to the same figures as one process would (`crate::load::shard`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tally {
+    /// Count per outcome kind (kinds never seen are absent).
+    pub outcomes: BTreeMap<String, u64>,
+    /// Count per HTTP status of `http_error` outcomes.
+    pub http_statuses: BTreeMap<String, u64>,
+    /// Count per serving path reported by the server.
+    pub modes: BTreeMap<String, u64>,
+    pub missing_usage: u64,
+    /// Earliest intended send to latest end, absolute µs; `None` before the first record.
+    pub window: Option<Window>,
+    /// Prompt and completion tokens summed over successful requests.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// True when any successful request's tokens were estimated.
+    pub tokens_estimated: bool,
+    pub histograms: Histograms,
+    /// The same tally per length bucket (empty inside a bucket's own tally).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_bucket: BTreeMap<String, Tally>,
+}
+
+/// The distributions of a [`Tally`], over successful requests. Latencies in µs; the decode rate
+/// in milli-tokens/s so that integer buckets keep 3 significant digits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Histograms {
+    pub ttft_us: Hist,
+    pub ttft_answer_us: Hist,
+    pub e2e_us: Hist,
+    pub tpot_us: Hist,
+    pub itl_us: Hist,
+    pub decode_mtok_s: Hist,
+}
+
+impl Histograms {
+    fn each_mut(&mut self) -> [&mut Hist; 6] {
+        [
+            &mut self.ttft_us,
+            &mut self.ttft_answer_us,
+            &mut self.e2e_us,
+            &mut self.tpot_us,
+            &mut self.itl_us,
+            &mut self.decode_mtok_s,
+        ]
     }
-    let mut ttft = Hist::new();
-    let mut ttft_answer = Hist::new();
-    let mut e2e = Hist::new();
-    let mut tpot = Hist::new();
-    let mut itl = Hist::new();
-    // Rates are recorded in milli-tokens/s so that integer buckets keep 3 significant digits.
-    let mut decode = Hist::new();
-    let (mut first, mut last) = (u64::MAX, 0u64);
-    let (mut in_tok, mut out_tok) = (0u64, 0u64);
-    for r in records {
-        s.requests.total += 1;
-        *s.outcomes
+
+    fn each(&self) -> [&Hist; 6] {
+        [
+            &self.ttft_us,
+            &self.ttft_answer_us,
+            &self.e2e_us,
+            &self.tpot_us,
+            &self.itl_us,
+            &self.decode_mtok_s,
+        ]
+    }
+}
+
+impl Tally {
+    /// Requests counted, of every outcome.
+    pub fn total(&self) -> u64 {
+        self.outcomes.values().sum()
+    }
+
+    /// Requests whose outcome is `ok`.
+    pub fn ok(&self) -> u64 {
+        self.outcomes
+            .get(OutcomeKind::Ok.as_str())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The tally of `records`.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a RequestRecord>) -> Tally {
+        let mut t = Tally::default();
+        for r in records {
+            t.add(r);
+        }
+        t
+    }
+
+    /// Counts one record, in the whole and in its bucket.
+    pub fn add(&mut self, r: &RequestRecord) {
+        self.add_one(r);
+        if let Some(b) = &r.bucket {
+            self.by_bucket.entry(b.clone()).or_default().add_one(r);
+        }
+    }
+
+    fn add_one(&mut self, r: &RequestRecord) {
+        *self
+            .outcomes
             .entry(r.outcome.as_str().to_string())
             .or_default() += 1;
         if let (OutcomeKind::HttpError, Some(code)) = (r.outcome, r.http_status) {
-            *s.http_statuses.entry(code.to_string()).or_default() += 1;
+            *self.http_statuses.entry(code.to_string()).or_default() += 1;
         }
         if let Some(m) = r.server.mode {
-            *s.modes.entry(m.as_str().to_string()).or_default() += 1;
+            *self.modes.entry(m.as_str().to_string()).or_default() += 1;
         }
-        s.missing_usage += u64::from(r.missing_usage);
-        first = first.min(r.intended_us);
-        last = last.max(r.end_us);
+        self.missing_usage += u64::from(r.missing_usage);
+        self.widen(Window {
+            start_us: r.intended_us,
+            end_us: r.end_us,
+        });
         if !r.outcome.is_ok() {
-            continue;
+            return;
         }
-        s.requests.ok += 1;
-        in_tok += r.input_tokens;
-        out_tok += r.output_tokens;
-        s.input_tokens.estimated |= r.tokens_estimated;
-        s.output_tokens.estimated |= r.tokens_estimated;
-        e2e.record(r.e2e_us());
+        self.input_tokens += r.input_tokens;
+        self.output_tokens += r.output_tokens;
+        self.tokens_estimated |= r.tokens_estimated;
+        let h = &mut self.histograms;
+        h.e2e_us.record(r.e2e_us());
         if let Some(t) = r.ttft_us() {
-            ttft.record(t);
+            h.ttft_us.record(t);
         }
         if let Some(t) = r.ttft_answer_us() {
-            ttft_answer.record(t);
+            h.ttft_answer_us.record(t);
         }
         if let Some(first_tok) = r.first_token_us() {
             let span_us = r.end_us.saturating_sub(first_tok);
             if span_us > 0 && r.output_tokens > 0 {
                 let tps = r.output_tokens as f64 / (span_us as f64 / 1e6);
-                decode.record((tps * 1000.0).round() as u64);
+                h.decode_mtok_s.record((tps * 1000.0).round() as u64);
             }
             if r.output_tokens >= 2 {
-                tpot.record(span_us / (r.output_tokens - 1));
+                h.tpot_us.record(span_us / (r.output_tokens - 1));
             }
         }
         for pair in r.chunk_offsets_us.windows(2) {
-            itl.record(pair[1].saturating_sub(pair[0]));
+            h.itl_us.record(pair[1].saturating_sub(pair[0]));
         }
     }
-    s.requests.failed = s.requests.total - s.requests.ok;
-    if s.requests.total > 0 {
-        s.success_rate = s.requests.ok as f64 / s.requests.total as f64;
-        s.failure_rate = 1.0 - s.success_rate;
-        s.duration_s = last.saturating_sub(first) as f64 / 1e6;
+
+    fn widen(&mut self, w: Window) {
+        self.window = Some(match self.window {
+            None => w,
+            Some(s) => Window {
+                start_us: s.start_us.min(w.start_us),
+                end_us: s.end_us.max(w.end_us),
+            },
+        });
     }
-    if s.duration_s > 0.0 {
-        s.qps = s.requests.ok as f64 / s.duration_s;
-        s.qpm = s.qps * 60.0;
+
+    /// Adds `other` to this tally: counts and sums add, spans widen to cover both on the
+    /// absolute time axis, histograms add bucket by bucket (exact, no resampling).
+    pub fn merge(&mut self, other: &Tally) -> Result<(), hdrhistogram::AdditionError> {
+        let add = |into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>| {
+            for (k, v) in from {
+                *into.entry(k.clone()).or_default() += v;
+            }
+        };
+        add(&mut self.outcomes, &other.outcomes);
+        add(&mut self.http_statuses, &other.http_statuses);
+        add(&mut self.modes, &other.modes);
+        self.missing_usage += other.missing_usage;
+        if let Some(w) = other.window {
+            self.widen(w);
+        }
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.tokens_estimated |= other.tokens_estimated;
+        for (into, from) in self
+            .histograms
+            .each_mut()
+            .into_iter()
+            .zip(other.histograms.each())
+        {
+            into.merge(from)?;
+        }
+        for (b, t) in &other.by_bucket {
+            self.by_bucket.entry(b.clone()).or_default().merge(t)?;
+        }
+        Ok(())
     }
-    if s.requests.ok > 0 {
-        s.input_tokens.mean = in_tok as f64 / s.requests.ok as f64;
-        s.output_tokens.mean = out_tok as f64 / s.requests.ok as f64;
+
+    /// The figures: the only place a [`Summary`] is computed.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for k in OutcomeKind::ALL {
+            s.outcomes.insert(k.as_str().to_string(), 0);
+        }
+        for (k, v) in &self.outcomes {
+            *s.outcomes.entry(k.clone()).or_default() += v;
+        }
+        s.http_statuses = self.http_statuses.clone();
+        s.modes = self.modes.clone();
+        s.missing_usage = self.missing_usage;
+        s.requests.total = self.total();
+        s.requests.ok = self.ok();
+        s.requests.failed = s.requests.total - s.requests.ok;
+        if s.requests.total > 0 {
+            s.success_rate = s.requests.ok as f64 / s.requests.total as f64;
+            s.failure_rate = 1.0 - s.success_rate;
+        }
+        if let Some(w) = self.window {
+            s.duration_s = w.end_us.saturating_sub(w.start_us) as f64 / 1e6;
+        }
+        if s.duration_s > 0.0 {
+            s.qps = s.requests.ok as f64 / s.duration_s;
+            s.qpm = s.qps * 60.0;
+        }
+        if s.requests.ok > 0 {
+            s.input_tokens.mean = self.input_tokens as f64 / s.requests.ok as f64;
+            s.output_tokens.mean = self.output_tokens as f64 / s.requests.ok as f64;
+        }
+        s.input_tokens.total = self.input_tokens;
+        s.output_tokens.total = self.output_tokens;
+        s.input_tokens.estimated = self.tokens_estimated;
+        s.output_tokens.estimated = self.tokens_estimated;
+        let h = &self.histograms;
+        s.ttft_ms = h.ttft_us.stats(1e3);
+        s.ttft_answer_ms = h.ttft_answer_us.stats(1e3);
+        s.e2e_ms = h.e2e_us.stats(1e3);
+        s.tpot_ms = h.tpot_us.stats(1e3);
+        s.itl_ms = h.itl_us.stats(1e3);
+        s.decode_tps = h.decode_mtok_s.stats(1e3);
+        s.by_bucket = self
+            .by_bucket
+            .iter()
+            .map(|(b, t)| (b.clone(), t.summary()))
+            .collect();
+        s
     }
-    s.input_tokens.total = in_tok;
-    s.output_tokens.total = out_tok;
-    s.ttft_ms = ttft.stats(1e3);
-    s.ttft_answer_ms = ttft_answer.stats(1e3);
-    s.e2e_ms = e2e.stats(1e3);
-    s.tpot_ms = tpot.stats(1e3);
-    s.itl_ms = itl.stats(1e3);
-    s.decode_tps = decode.stats(1e3);
-    s
 }
 
 /// An auto-resizing HDR histogram of non-negative integers (µs, or milli-tokens/s).
-pub(crate) struct Hist(Histogram<u64>);
+///
+/// It serialises as the base64 text of HdrHistogram's V2 deflate encoding (`crate::load::shard`).
+#[derive(Debug, Clone)]
+pub struct Hist(pub(crate) Histogram<u64>);
+
+impl Default for Hist {
+    fn default() -> Self {
+        Hist::new()
+    }
+}
+
+/// Equal when they hold the same counts at the same values (whatever their allocated range).
+impl PartialEq for Hist {
+    fn eq(&self, other: &Self) -> bool {
+        let cells = |h: &Histogram<u64>| -> Vec<(u64, u64)> {
+            h.iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect()
+        };
+        self.0.len() == other.0.len() && cells(&self.0) == cells(&other.0)
+    }
+}
 
 impl Hist {
-    pub(crate) fn new() -> Self {
-        let mut h = Histogram::new(3).expect("3 significant digits is a valid precision");
+    pub fn new() -> Self {
+        Hist::from_histogram(Histogram::new(3).expect("3 significant digits is a valid precision"))
+    }
+
+    /// Wraps a histogram (e.g. a deserialised one), turning auto-resizing on.
+    pub(crate) fn from_histogram(mut h: Histogram<u64>) -> Self {
         h.auto(true);
         Hist(h)
     }
 
-    pub(crate) fn record(&mut self, v: u64) {
+    pub fn record(&mut self, v: u64) {
         // An auto-resizing histogram grows to fit; `saturating_record` would clamp at its
         // current top instead, so it is only the fallback for values beyond any range.
         if self.0.record(v).is_err() {
@@ -209,8 +374,21 @@ impl Hist {
         }
     }
 
+    /// Adds every count of `other` at its value: exact, the histogram of both sets of values.
+    pub fn merge(&mut self, other: &Hist) -> Result<(), hdrhistogram::AdditionError> {
+        self.0.add(&other.0)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Stats with every value divided by `scale` (µs -> ms with 1e3).
-    pub(crate) fn stats(&self, scale: f64) -> Stats {
+    pub fn stats(&self, scale: f64) -> Stats {
         let h = &self.0;
         if h.is_empty() {
             return Stats::default();

@@ -16,7 +16,8 @@ pub mod output;
 pub mod prompts;
 pub mod record;
 pub mod scripted;
+pub mod shard;
 pub mod tracker;
 
 pub use engine::{LoadConfig, LoadError, run};
-pub use metrics::{Summary, Window, summarize};
+pub use metrics::{Summary, Tally, Window, summarize};

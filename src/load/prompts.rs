@@ -5,6 +5,7 @@
 //! else an estimate) and decides its length bucket. A unique prefix (a UUID) is added per request
 //! by default so that prefix caches cannot flatter TTFT; cache tests turn it off.
 
+use crate::load::shard::Shard;
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
@@ -209,6 +210,20 @@ impl Prompts {
         })
     }
 
+    /// The prompts shard `shard` may send. A FIFO dataset keeps the lines the shard owns
+    /// (`I, I+N, I+2N, ...`), so the shards of a run never send the same line; random draws keep
+    /// every line (each shard draws with its own seed).
+    pub fn for_shard(mut self, shard: Shard) -> Self {
+        if self.order == Order::Fifo {
+            let mut k = 0u64;
+            self.entries.retain(|_| {
+                k += 1;
+                shard.owns(k - 1)
+            });
+        }
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -369,6 +384,38 @@ mod tests {
         assert_eq!(p.next().unwrap().prompt, Prompt::Text("one".into()));
         assert!(matches!(p.next().unwrap().prompt, Prompt::Messages(_)));
         assert!(p.next().is_none());
+    }
+
+    #[test]
+    fn fifo_shards_take_every_nth_line_and_random_keeps_all() {
+        let text: String = (0..7)
+            .map(|i| format!("{{\"prompt\":\"p{i}\"}}\n"))
+            .collect();
+        let f = dataset(&text);
+        let drain = |order: Order, shard: Shard| -> Vec<String> {
+            let src = PromptSource::Dataset {
+                path: f.path().into(),
+                order,
+            };
+            let p = Prompts::load(&src, &TokenCounter::Estimate, &[], 1)
+                .unwrap()
+                .for_shard(shard);
+            std::iter::from_fn(|| p.next())
+                .take(50)
+                .map(|d| prompt_text(&d.prompt))
+                .collect()
+        };
+        let s = |i| Shard::new(i, 3).unwrap();
+        assert_eq!(drain(Order::Fifo, s(0)), ["p0", "p3", "p6"]);
+        assert_eq!(drain(Order::Fifo, s(1)), ["p1", "p4"]);
+        assert_eq!(drain(Order::Fifo, s(2)), ["p2", "p5"]);
+        assert_eq!(drain(Order::Fifo, Shard::WHOLE).len(), 7);
+        // Random draws go on (with replacement) over every line.
+        let mut seen = drain(Order::Random, s(2));
+        assert_eq!(seen.len(), 50);
+        seen.sort();
+        seen.dedup();
+        assert!(seen.len() > 3, "{seen:?}");
     }
 
     #[test]
