@@ -459,7 +459,7 @@ async fn the_role_grants_exactly_the_calls_the_backend_makes_mock() {
         } else {
             TARGET.to_string()
         };
-        let (fake, _, nemesis) = setup(dir.path(), &text);
+        let (fake, kube, nemesis) = setup(dir.path(), &text);
         let decode = FaultTarget::Role { role: Role::Decode };
         let prefill = FaultTarget::Role {
             role: Role::Prefill,
@@ -484,6 +484,25 @@ async fn the_role_grants_exactly_the_calls_the_backend_makes_mock() {
                 .unwrap();
             let r = nemesis.heal_all().await;
             assert!(r.is_clean(), "{:?}", r.leftovers);
+        }
+        if lws {
+            fake.run_jobs_with(env!("CARGO_BIN_EXE_pdchaos"));
+            let job = load_job(
+                "pdchaos-load-r",
+                &[
+                    "--url",
+                    "http://127.0.0.1:9/v1",
+                    "--model",
+                    "m",
+                    "-c",
+                    "2",
+                    "-n",
+                    "2",
+                ],
+            );
+            kube.run_load_job(&job, Duration::from_secs(60))
+                .await
+                .unwrap();
         }
         for c in fake.calls() {
             used.insert(classify(&c.method, &c.path).unwrap());
@@ -536,4 +555,75 @@ fn fault_apply_refuses_a_kubeconfig_on_another_context_mock() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--target"));
+}
+
+fn load_job(name: &str, args: &[&str]) -> pdchaos::target::kubernetes::LoadJob {
+    pdchaos::target::kubernetes::LoadJob {
+        name: name.into(),
+        image: "pdchaos:test".into(),
+        shards: 2,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        start_at_ms: pdchaos::clock::now_us() / 1000 + 200,
+    }
+}
+
+/// The distributed load Job: the fake runs each index as a real `pdchaos load --shard I/2`
+/// process (nothing listens at the URL, so every request is a connect error, which is enough
+/// to see the records travel through the pods' logs); the Job is deleted afterwards.
+#[tokio::test]
+async fn load_job_runs_every_shard_and_returns_their_records_mock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, kube, _) = setup(dir.path(), TARGET);
+    fake.run_jobs_with(env!("CARGO_BIN_EXE_pdchaos"));
+    let job = load_job(
+        "pdchaos-load-t",
+        &[
+            "--url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "-c",
+            "2",
+            "-n",
+            "6",
+        ],
+    );
+    let records = kube
+        .run_load_job(&job, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 6, "3 requests from each of 2 shards");
+    let mut ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "ids are unique across shards");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.outcome.to_string() == "connect_error")
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.sent_us / 1000 >= job.start_at_ms - 5)
+    );
+    assert_eq!(fake.jobs(), 0, "the Job was deleted");
+    assert_eq!(
+        write_lines(&fake),
+        vec![
+            "POST /apis/batch/v1/namespaces/llm/jobs",
+            "DELETE /apis/batch/v1/namespaces/llm/jobs/pdchaos-load-t"
+        ]
+    );
+    assert_rbac(&fake);
+
+    let bad = load_job(
+        "pdchaos-load-bad",
+        &["--url", "http://127.0.0.1:9/v1", "--no-such-flag"],
+    );
+    let e = kube
+        .run_load_job(&bad, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("2 shard(s) failed"), "{e}");
+    assert_eq!(fake.jobs(), 0, "a failed Job is deleted too");
 }

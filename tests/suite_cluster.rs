@@ -19,7 +19,7 @@ use std::time::Duration;
 
 const FEATURE: &str = r#"Feature: Cluster wiring
 
-  Scenario: A decode pod is killed under load
+  Scenario: A prefill pod is killed under load
     Given a local P/D deployment with 1 prefill and 2 decode nodes
     And a load of 2 concurrent users
     When the prefill node is killed after 500ms for 1s
@@ -44,7 +44,7 @@ async fn suite_runs_against_a_kubernetes_target_mock() {
     let fake = FakeCluster::default();
     let prom = fake_prometheus(fake.clone()).await;
     let yaml = format!(
-        "name: fake\nkubernetes:\n  endpoint: {}\n  model: pdchaos-sim\n  context: staging\n  namespaces: [llm]\n  selectors:\n    prefill: role=prefill\n    decode: role=decode\n  degraded:\n    prometheus: {{url: '{prom}', query: 'prefill_down'}}\n",
+        "name: fake\nkubernetes:\n  endpoint: {}\n  model: pdchaos-sim\n  context: staging\n  namespaces: [llm]\n  selectors:\n    prefill: role=prefill\n    decode: role=decode\n  degraded:\n    prometheus: {{url: '{prom}', query: 'prefill_down'}}\n  load: {{shards: 2, image: 'pdchaos:test', start_delay_ms: 1500}}\n",
         stack.base_url()
     );
     let Target::Kubernetes(target) = parse_target(&yaml, Path::new("fake.yaml")).unwrap().target
@@ -53,6 +53,10 @@ async fn suite_runs_against_a_kubernetes_target_mock() {
     };
     fake.workload("statefulsets", "llm", "prefill", 1, "role=prefill");
     fake.workload("deployments", "llm", "decode", 2, "role=decode");
+    fake.run_jobs_with(env!("CARGO_BIN_EXE_pdchaos"));
+    // A replacement pod takes 1.2 s to be Ready, as a controller and a readiness probe would,
+    // so the prefill side is down from the kill until just after the 1 s fault ends.
+    fake.ready_after(Duration::from_millis(1200));
     let before = fake.ready_pods("llm", "prefill");
     let mut kube = KubeFaults::new(fake.client("llm"), target.clone());
     kube.poll = Duration::from_millis(20);
@@ -84,7 +88,7 @@ async fn suite_runs_against_a_kubernetes_target_mock() {
     assert_eq!(
         verdicts,
         vec![
-            ("A decode pod is killed under load".to_string(), true),
+            ("A prefill pod is killed under load".to_string(), true),
             (
                 "The cluster does not have the asked-for layout".to_string(),
                 false
@@ -94,12 +98,37 @@ async fn suite_runs_against_a_kubernetes_target_mock() {
     let deletes: Vec<_> = fake
         .writes()
         .into_iter()
-        .filter(|c| c.method == "DELETE")
+        .filter(|c| c.method == "DELETE" && c.path.contains("/pods/"))
         .collect();
     assert_eq!(deletes.len(), 1, "one pod killed");
     let first = before.iter().map(|p| p.0.clone()).min().unwrap();
     assert!(deletes[0].path.contains(&format!("/pods/{first}")));
     assert_eq!(fake.ready_pods("llm", "prefill").len(), 1, "healed");
+    // The load ran as a Job of two shards (real `pdchaos load --shard I/2` processes, the
+    // fake's Job controller), and the scenario judged the records read from their logs.
+    let jobs: Vec<_> = fake
+        .writes()
+        .into_iter()
+        .filter(|c| c.path.contains("/jobs"))
+        .map(|c| c.method)
+        .collect();
+    assert_eq!(jobs, vec!["POST", "DELETE"], "one load Job, deleted");
+    assert_eq!(fake.jobs(), 0);
+    let dir_a = &result.scenarios[0].dir;
+    let text = std::fs::read_to_string(out.join(dir_a).join("records.jsonl")).unwrap();
+    let users: std::collections::BTreeSet<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["user"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        users.into_iter().collect::<Vec<_>>(),
+        vec![0, 1],
+        "both shards' users"
+    );
     let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
     assert!(journal.contains("\"heal_verified\""), "{journal}");
     assert!(

@@ -133,9 +133,14 @@ pub struct LoadArgs {
     /// for `pdchaos merge`.
     #[arg(long, value_name = "FILE")]
     pub save_shard: Option<PathBuf>,
-    /// Write every request record as JSONL.
+    /// Write every request record as JSONL; `-` writes them to stdout (and the table to
+    /// stderr), which is how a load pod of a Kubernetes Job hands its records to the runner.
     #[arg(long)]
     pub records: Option<PathBuf>,
+    /// Wait until this Unix time in milliseconds before sending (shards started by a Job
+    /// begin together, so the runner's fault schedule lines up with their load).
+    #[arg(long, value_name = "UNIX_MS")]
+    pub start_at: Option<u64>,
     #[command(flatten)]
     pub report: ReportArgs,
     /// No progress output.
@@ -167,7 +172,16 @@ impl ReportArgs {
     /// Prints the table, writes the JSON and CSV files, and returns the exit code: 1 when a
     /// threshold is broken, else 0.
     pub fn report(&self, summary: &Summary) -> anyhow::Result<i32> {
-        println!("{}", output::table(summary));
+        self.report_to(summary, false)
+    }
+
+    /// Like [`ReportArgs::report`]; `table_to_stderr` keeps stdout for records.
+    pub fn report_to(&self, summary: &Summary, table_to_stderr: bool) -> anyhow::Result<i32> {
+        if table_to_stderr {
+            eprintln!("{}", output::table(summary));
+        } else {
+            println!("{}", output::table(summary));
+        }
         if let Some(p) = &self.json {
             output::write_json(p, summary)
                 .with_context(|| format!("writing --json {}", p.display()))?;
@@ -316,13 +330,30 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
             ctrl_c.cancel();
         }
     });
+    if let Some(at) = args.start_at {
+        let now = crate::clock::now_us() / 1000;
+        if at > now {
+            let wait = Duration::from_millis(at - now);
+            if wait > Duration::from_secs(3600) {
+                return Err(bad_input(format!(
+                    "--start-at {at} is more than an hour away; it takes Unix milliseconds"
+                )));
+            }
+            tokio::time::sleep(wait).await;
+        } else if now - at > 1000 {
+            eprintln!("warning: --start-at was {} ms ago; starting late", now - at);
+        }
+    }
     let mut progress = Progress::new(args.quiet, cfg.max_requests.map(|n| shard.share(n)));
     let records = load::run(cfg, cancel, |r| progress.tick(r.outcome.is_ok()))
         .await
         .map_err(|e| bad_input(e.to_string()))?;
     progress.finish();
     let tally = Tally::of(&records);
-    if let Some(p) = &args.records {
+    let to_stdout = args.records.as_deref() == Some(std::path::Path::new("-"));
+    if to_stdout {
+        output::print_records(&records).context("writing --records - to stdout")?;
+    } else if let Some(p) = &args.records {
         output::write_records(p, &records)
             .with_context(|| format!("writing --records {}", p.display()))?;
     }
@@ -330,7 +361,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
         output::write_json(p, &ShardFile::new(shard, tally.clone()))
             .with_context(|| format!("writing --save-shard {}", p.display()))?;
     }
-    args.report.report(&tally.summary())
+    args.report.report_to(&tally.summary(), to_stdout)
 }
 
 /// A bar on a terminal; a plain line every 5 s otherwise (CI logs).

@@ -134,6 +134,16 @@ pub fn write_records(path: &Path, records: &[RequestRecord]) -> io::Result<()> {
     write_atomic(path, &buf.into_inner().map_err(|e| e.into_error())?)
 }
 
+/// Writes JSONL records to stdout.
+pub fn print_records(records: &[RequestRecord]) -> io::Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    for r in records {
+        serde_json::to_writer(&mut out, r).map_err(io::Error::other)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
 /// Reads JSONL records; a bad line is an error naming the file and line.
 pub fn read_records(path: &Path) -> io::Result<Vec<RequestRecord>> {
     let file = std::fs::File::open(path)?;

@@ -312,10 +312,20 @@ impl PdWorld {
         let poller = prom.clone().map(|p| {
             crate::target::prometheus::poll(p, Duration::from_millis(250), stop_poll.clone())
         });
+        // Load from a Kubernetes Job starts after the pods are given time to be scheduled;
+        // the fault schedule counts from the moment every shard starts sending.
+        let job = match &d {
+            Deployment::Cluster(c) => c.target.load.clone().map(|l| (c.kube.clone(), l)),
+            Deployment::Local(_) => None,
+        };
+        let delay = job.as_ref().map_or(Duration::ZERO, |(_, l)| {
+            Duration::from_millis(l.start_delay_ms)
+        });
+        let start = tokio::time::Instant::now() + delay;
+        let start_at_ms = clock::now_us() / 1000 + delay.as_millis() as u64;
         let nemesis = self.nemesis().clone();
         let scheduled = std::mem::take(&mut self.scheduled);
         let injector = tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
             let mut errors = Vec::new();
             for s in scheduled {
                 tokio::time::sleep_until(start + s.at).await;
@@ -327,9 +337,24 @@ impl PdWorld {
             }
             errors
         });
-        let mut records = crate::load::run(cfg, CancellationToken::new(), |_| {})
-            .await
-            .unwrap_or_else(|e| panic!("load: {e}"));
+        let mut records = match job {
+            Some((kube, l)) => {
+                let job = crate::target::kubernetes::LoadJob {
+                    name: format!("pdchaos-load-{start_at_ms}"),
+                    image: l.image.clone(),
+                    shards: l.shards,
+                    args: self.load_args(&d, users, duration),
+                    start_at_ms,
+                };
+                eprintln!("  (load: Job {} of {} shards)", job.name, job.shards);
+                kube.run_load_job(&job, delay + duration + Duration::from_secs(120))
+                    .await
+                    .unwrap_or_else(|e| panic!("distributed load: {e}"))
+            }
+            None => crate::load::run(cfg, CancellationToken::new(), |_| {})
+                .await
+                .unwrap_or_else(|e| panic!("load: {e}")),
+        };
         stop_poll.cancel();
         if let (Some(p), Some(poller)) = (&prom, poller) {
             let (samples, failed) = poller.await.unwrap_or_default();
@@ -351,6 +376,41 @@ impl PdWorld {
         self.runs.push((name.to_string(), records.clone()));
         self.ended_us = clock::now_us();
         records
+    }
+
+    /// `pdchaos load` arguments for this scenario's load, as the load Job's shards run it (the
+    /// same settings [`PdWorld::load_config`] gives the in-process engine).
+    fn load_args(&self, d: &Deployment, users: u32, duration: Duration) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "--url".into(),
+            d.base_url(),
+            "--model".into(),
+            d.model(),
+            "-c".into(),
+            users.to_string(),
+            "--duration".into(),
+            format!("{}ms", duration.as_millis()),
+            "--timeout-first-token".into(),
+            "10s".into(),
+            "--timeout".into(),
+            "30s".into(),
+        ];
+        if let Some(r) = self.load.ramp {
+            a.extend([
+                "--ramp".into(),
+                format!("{}/{}ms", r.users, r.every.as_millis()),
+            ]);
+        }
+        if let Some(m) = self.load.max_tokens {
+            a.extend(["--max-tokens".into(), m.to_string()]);
+        }
+        if !self.load.unique_prefix {
+            a.push("--no-unique-prefix".into());
+        }
+        if let Some(p) = &self.load.prompt {
+            a.extend(["--prompt".into(), p.clone()]);
+        }
+        a
     }
 
     pub fn fault_window(&self) -> Option<FaultWindow> {

@@ -5,6 +5,7 @@
 //! degraded mode. The schema is strict (unknown keys are errors) because a misspelt allow-list or
 //! selector would otherwise turn into a silent no-op fault and a false pass.
 
+pub mod kubernetes;
 pub mod prometheus;
 pub mod rbac;
 mod schema;

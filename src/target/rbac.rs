@@ -23,7 +23,7 @@ const fn call(group: &'static str, resource: &'static str, verb: &'static str) -
 }
 
 /// Every call the runner needs: pod kill/evict by selector, scale and wait, NetworkPolicy
-/// partition, LeaderWorkerSet scaling through the dynamic API.
+/// partition, LeaderWorkerSet scaling through the dynamic API, the distributed load Job.
 pub const RUNNER_CALLS: &[ApiCall] = &[
     call("", "pods", "get"),
     call("", "pods", "list"),
@@ -40,6 +40,11 @@ pub const RUNNER_CALLS: &[ApiCall] = &[
     call("networking.k8s.io", "networkpolicies", "get"),
     call("leaderworkerset.x-k8s.io", "leaderworkersets", "get"),
     call("leaderworkerset.x-k8s.io", "leaderworkersets", "patch"),
+    // Distributed load (`kubernetes.load`): the Indexed Job of load shards and their logs.
+    call("batch", "jobs", "create"),
+    call("batch", "jobs", "get"),
+    call("batch", "jobs", "delete"),
+    call("", "pods/log", "get"),
 ];
 
 /// True when the shipped Role allows this call.

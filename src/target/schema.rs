@@ -148,6 +148,14 @@ pub enum DegradedSignal {
 pub struct DistributedLoad {
     pub shards: u32,
     pub image: String,
+    /// How long the runner gives the Job's pods to be scheduled and started before the shards
+    /// begin together (`--start-at`); the fault schedule counts from that moment.
+    #[serde(default = "twenty_s")]
+    pub start_delay_ms: u64,
+}
+
+fn twenty_s() -> u64 {
+    20_000
 }
 
 /// The `context` value for a runner inside the cluster, which has no kubeconfig context.

@@ -39,6 +39,18 @@ struct Pod {
     labels: BTreeMap<String, String>,
     ready: bool,
     terminating: bool,
+    created: std::time::Instant,
+}
+
+/// A shard process's exit code and stdout.
+type Ended = (i32, String);
+
+/// A Job whose pods are real `pdchaos` processes (the fake's Job controller runs the
+/// container's args with the local binary, `$(JOB_COMPLETION_INDEX)` filled in).
+#[derive(Debug, Clone)]
+struct FakeJob {
+    /// Per index: exit code and stdout, once the process ended.
+    done: Arc<Mutex<Vec<Option<Ended>>>>,
 }
 
 #[derive(Default)]
@@ -46,6 +58,10 @@ struct State {
     workloads: Vec<Workload>,
     pods: Vec<Pod>,
     policies: BTreeMap<(String, String), Value>,
+    jobs: BTreeMap<(String, String), FakeJob>,
+    job_binary: Option<std::path::PathBuf>,
+    /// How long a new pod takes to turn Ready (zero: at the next request).
+    ready_delay: std::time::Duration,
     seq: u32,
 }
 
@@ -74,12 +90,27 @@ fn status(code: u16, reason: &str, message: String) -> (u16, Value) {
 fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| {
-            v.replace("%3D", "=")
-                .replace("%2C", ",")
-                .replace("%21", "!")
-        })
+        (k == key).then(|| percent_decode(v))
     })
+}
+
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16)
+        {
+            out.push(x);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl State {
@@ -87,7 +118,7 @@ impl State {
     fn tick(&mut self) {
         self.pods.retain(|p| !p.terminating);
         for p in &mut self.pods {
-            p.ready = true;
+            p.ready = p.ready || p.created.elapsed() >= self.ready_delay;
         }
         for w in self.workloads.clone() {
             let live: Vec<usize> = (0..self.pods.len())
@@ -116,6 +147,7 @@ impl State {
                     labels: w.labels.clone(),
                     ready: false,
                     terminating: false,
+                    created: std::time::Instant::now(),
                 });
             }
         }
@@ -255,6 +287,46 @@ impl State {
                     ),
                 }
             }
+            ("jobs", "POST", None, _) => self.create_job(&ns, body),
+            ("jobs", "GET", Some(n), _) => match self.jobs.get(&(ns.clone(), n.clone())) {
+                Some(j) => {
+                    let done = j.done.lock().unwrap();
+                    let ok = done.iter().flatten().filter(|d| d.0 == 0).count();
+                    let failed = done.iter().flatten().filter(|d| d.0 != 0).count();
+                    (
+                        200,
+                        json!({"apiVersion": "batch/v1", "kind": "Job",
+                        "metadata": {"name": n, "namespace": ns},
+                        "spec": {"template": {"spec": {"containers": []}}},
+                        "status": {"succeeded": ok, "failed": failed}}),
+                    )
+                }
+                None => status(404, "NotFound", format!("jobs \"{n}\" not found")),
+            },
+            ("jobs", "DELETE", Some(n), _) => match self.jobs.remove(&(ns.clone(), n.clone())) {
+                Some(_) => {
+                    self.pods.retain(|p| !(p.ns == ns && p.owner == n));
+                    (
+                        200,
+                        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+                    )
+                }
+                None => status(404, "NotFound", format!("jobs \"{n}\" not found")),
+            },
+            ("pods", "GET", Some(n), Some("log")) => {
+                let Some(p) = self.pods.iter().find(|p| p.ns == ns && p.name == n) else {
+                    return status(404, "NotFound", format!("pods \"{n}\" not found"));
+                };
+                let index: usize = p.labels["batch.kubernetes.io/job-completion-index"]
+                    .parse()
+                    .unwrap();
+                let job = &self.jobs[&(ns.clone(), p.owner.clone())];
+                let text = job.done.lock().unwrap()[index]
+                    .as_ref()
+                    .map(|d| d.1.clone())
+                    .unwrap_or_default();
+                (200, Value::String(text))
+            }
             (r @ ("deployments" | "statefulsets" | "leaderworkersets"), m, Some(n), sub) => {
                 let Some(i) = self
                     .workloads
@@ -278,7 +350,87 @@ impl State {
     }
 }
 
+impl State {
+    fn create_job(&mut self, ns: &str, body: &Value) -> (u16, Value) {
+        let name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let shards = body
+            .pointer("/spec/completions")
+            .and_then(Value::as_u64)
+            .unwrap_or(1) as usize;
+        let args: Vec<String> = body
+            .pointer("/spec/template/spec/containers/0/args")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Some(bin) = self.job_binary.clone() else {
+            return status(403, "Forbidden", "this fake cluster runs no Jobs".into());
+        };
+        let done = Arc::new(Mutex::new(vec![None; shards]));
+        for i in 0..shards {
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| a.replace("$(JOB_COMPLETION_INDEX)", &i.to_string()))
+                .collect();
+            let (bin, done) = (bin.clone(), done.clone());
+            std::thread::spawn(move || {
+                let out = std::process::Command::new(bin).args(&args).output();
+                let result = match out {
+                    Ok(o) => (
+                        o.status.code().unwrap_or(-1),
+                        String::from_utf8_lossy(&o.stdout).into_owned(),
+                    ),
+                    Err(e) => (-1, e.to_string()),
+                };
+                done.lock().unwrap()[i] = Some(result);
+            });
+            self.seq += 1;
+            let labels = [
+                ("batch.kubernetes.io/job-name".to_string(), name.clone()),
+                (
+                    "batch.kubernetes.io/job-completion-index".to_string(),
+                    i.to_string(),
+                ),
+            ];
+            self.pods.push(Pod {
+                ns: ns.to_string(),
+                name: format!("{name}-{i}-{:05}", self.seq),
+                uid: format!("uid-{}", self.seq),
+                owner: name.clone(),
+                labels: labels.into(),
+                ready: true,
+                terminating: false,
+                created: std::time::Instant::now(),
+            });
+        }
+        self.jobs.insert((ns.to_string(), name), FakeJob { done });
+        (201, body.clone())
+    }
+}
+
 impl FakeCluster {
+    /// Lets the fake run Jobs: their pods become `binary` processes.
+    pub fn run_jobs_with(&self, binary: impl Into<std::path::PathBuf>) {
+        self.state.lock().unwrap().job_binary = Some(binary.into());
+    }
+
+    /// New pods turn Ready this long after they are created (default: at the next request).
+    pub fn ready_after(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().ready_delay = delay;
+    }
+
+    /// Jobs still present (the runner must delete its Job).
+    pub fn jobs(&self) -> usize {
+        self.state.lock().unwrap().jobs.len()
+    }
+
     /// Adds a workload with `replicas` ready pods labelled `labels` (`key=value,...`).
     pub fn workload(
         &self,
@@ -365,10 +517,15 @@ impl FakeCluster {
                         .lock()
                         .unwrap()
                         .handle(parts.method.as_str(), &uri, &body);
+                // Pod logs are plain text; everything else is JSON.
+                let (kind, bytes) = match out {
+                    Value::String(text) => ("text/plain", text.into_bytes()),
+                    other => ("application/json", serde_json::to_vec(&other).unwrap()),
+                };
                 let resp = Response::builder()
                     .status(code)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&out).unwrap()))
+                    .header("content-type", kind)
+                    .body(Body::from(bytes))
                     .unwrap();
                 send.send_response(resp);
             }

@@ -107,6 +107,11 @@ impl KubeFaults {
         }
     }
 
+    /// The client, for the runner's other cluster work (the load Job).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     pub fn target(&self) -> &KubeTarget {
         &self.target
     }
