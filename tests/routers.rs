@@ -339,3 +339,43 @@ async fn vllm_router_answers_500_for_the_dead_prefill_until_health_checks_drop_i
         );
     }
 }
+
+/// `sim up --router` refuses what it cannot start with one line naming the flag, exit 2, and
+/// starts nothing (no router needs to be installed for this).
+#[test]
+fn sim_up_refuses_a_missing_router_or_a_layout_it_cannot_front() {
+    let bin = env!("CARGO_BIN_EXE_pdchaos");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["sim", "up", "--router", "vllm"],
+            "--router vllm: $PDCHAOS_VLLM_ROUTER=/nonexistent/vllm-router: not an executable file",
+        ),
+        (
+            &["sim", "up", "--router", "sglang", "--groups", "2"],
+            "--router sglang: a real router fronts one pool of workers; use --groups 1",
+        ),
+        (
+            &[
+                "sim",
+                "up",
+                "--router",
+                "sglang",
+                "--break",
+                "ignore-kv-cut",
+            ],
+            "--router sglang: the router --break variants belong to the builtin router",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .env("PDCHAOS_VLLM_ROUTER", "/nonexistent/vllm-router")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors, [format!("error: {expected}")], "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
