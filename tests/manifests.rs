@@ -346,7 +346,9 @@ fn ci_pipelines_are_well_formed() {
         "--junit",
         "upload-artifact",
         "exit 1",
-        "pdchaos heal",
+        // The heal after a cancelled run must read the journal of this run's --out and reach
+        // the cluster (pod, scale and NetworkPolicy faults), or it heals nothing.
+        "pdchaos heal --journal reports/journal.jsonl --target",
     ] {
         assert!(text.contains(needle), "{rel} lacks {needle}");
     }
@@ -379,6 +381,11 @@ fn ci_pipelines_are_well_formed() {
         "{rel}"
     );
     assert_eq!(job["artifacts"]["when"], "always", "{rel}");
+    let after = serde_json::to_string(&job["after_script"]).unwrap();
+    assert!(
+        after.contains("pdchaos heal --journal reports/journal.jsonl --target"),
+        "{rel}: after_script must heal this run's journal on the cluster: {after}"
+    );
     let target = gl["variables"]["PDCHAOS_TARGET"]
         .as_str()
         .expect("PDCHAOS_TARGET");

@@ -1,15 +1,15 @@
 //! `pdchaos bench-client`: how many concurrent streams one client core can measure faithfully.
 //!
-//! The scripted server runs on its own thread and runtime; the load client runs on a single-
-//! threaded runtime on another thread, so the client's CPU time (getrusage of that thread) and
-//! its measurement error (client-seen first token minus the server's own first-token stamp,
-//! both on one clock) are the client's alone.
+//! The server ([`crate::load::bench_server`]) runs on its own thread and runtime, pinned to one
+//! CPU; the load client runs on a single-threaded runtime pinned to another, so the client's CPU
+//! time (getrusage of that thread) and its measurement error (client-seen first token minus the
+//! instant the server's write of that token returned, both on one clock) are the client's alone.
 
 use crate::load::client::Timeouts;
 use crate::load::engine::{LoadConfig, Shape};
 use crate::load::metrics::Hist;
 use crate::load::prompts::PromptSource;
-use crate::load::scripted;
+use crate::load::bench_server;
 use std::fmt;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,19 @@ pub struct BenchConfig {
     pub tokens: u32,
     pub duration: Duration,
     pub client_threads: usize,
+}
+
+/// Pins the calling thread to one CPU (when the machine has more than one), so the server and
+/// the client do not take turns on the same core. Returns whether it did.
+fn pin_to(cpu: usize) -> bool {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        return false;
+    }
+    let mut set = CpuSet::new();
+    set.set(cpu % cpus).is_ok()
+        && sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
 }
 
 /// What the benchmark measured.
@@ -35,6 +48,8 @@ pub struct BenchReport {
     pub ttft_error_p50_ms: f64,
     pub ttft_error_p99_ms: f64,
     pub ttft_error_max_ms: f64,
+    /// Server and client threads were each pinned to a CPU of their own.
+    pub pinned: bool,
 }
 
 impl fmt::Display for BenchReport {
@@ -42,8 +57,12 @@ impl fmt::Display for BenchReport {
         let c = &self.cfg;
         writeln!(
             f,
-            "bench-client: {} streams x {} tok/s, {} client thread(s), {:.1} s",
-            c.streams, c.tokens_per_s, c.client_threads, self.wall_s
+            "bench-client: {} streams x {} tok/s, {} client thread(s), {:.1} s{}",
+            c.streams,
+            c.tokens_per_s,
+            c.client_threads,
+            self.wall_s,
+            if self.pinned { ", server and client pinned to CPUs 1 and 0" } else { "" }
         )?;
         writeln!(f, "  requests       {} ({} ok)", self.requests, self.ok)?;
         writeln!(
@@ -60,7 +79,7 @@ impl fmt::Display for BenchReport {
         )?;
         write!(
             f,
-            "  TTFT error     p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (client first token - server first token)",
+            "  TTFT error     p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (client first token - server's write of it)",
             self.ttft_error_p50_ms, self.ttft_error_p99_ms, self.ttft_error_max_ms
         )
     }
@@ -79,15 +98,22 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let stop = CancellationToken::new();
     let server_stop = stop.clone();
+    let itl = Duration::from_secs_f64(1.0 / cfg.tokens_per_s);
+    let script = bench_server::Script {
+        ttft: Duration::from_millis(20),
+        itl,
+        tokens: cfg.tokens,
+    };
     let server = std::thread::spawn(move || {
+        let pinned = pin_to(1);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();
         let Ok(rt) = rt else { return };
         rt.block_on(async move {
-            match scripted::serve().await {
+            match bench_server::serve(script).await {
                 Ok(addr) => {
-                    let _ = addr_tx.send(Ok(addr));
+                    let _ = addr_tx.send(Ok((addr, pinned)));
                     server_stop.cancelled().await;
                 }
                 Err(e) => {
@@ -96,15 +122,11 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
             }
         });
     });
-    let addr = addr_rx
+    let (addr, server_pinned) = addr_rx
         .await
         .map_err(|_| BenchError::Setup("server thread ended".into()))?
         .map_err(BenchError::Setup)?;
-    let itl_us = (1e6 / cfg.tokens_per_s) as u64;
-    let mut load = LoadConfig::new(
-        format!("http://{addr}/v1"),
-        format!("scripted:ttft_ms=20,itl_us={itl_us},tokens={}", cfg.tokens),
-    );
+    let mut load = LoadConfig::new(format!("http://{addr}/v1"), "bench");
     load.shape = Shape::Closed {
         users: cfg.streams,
         ramp: None,
@@ -118,6 +140,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
     let threads = cfg.client_threads.max(1);
     let cfg2 = cfg.clone();
     let client = std::thread::spawn(move || -> Result<BenchReport, BenchError> {
+        let pinned = server_pinned && threads == 1 && pin_to(0);
         let rt = if threads == 1 {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -153,6 +176,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
             ttft_error_p50_ms: e.p50,
             ttft_error_p99_ms: e.p99,
             ttft_error_max_ms: e.max,
+            pinned,
         })
     });
     let report = tokio::task::spawn_blocking(move || client.join())

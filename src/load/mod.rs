@@ -8,6 +8,7 @@
 //! Record first, judge afterwards: the engine only produces [`record::RequestRecord`]s.
 
 pub mod bench;
+pub mod bench_server;
 pub mod chunk;
 pub mod client;
 pub mod engine;
