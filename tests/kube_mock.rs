@@ -627,3 +627,62 @@ async fn load_job_runs_every_shard_and_returns_their_records_mock() {
     assert!(e.to_string().contains("2 shard(s) failed"), "{e}");
     assert_eq!(fake.jobs(), 0, "a failed Job is deleted too");
 }
+
+/// `kubectl port-forward` to the in-cluster Toxiproxy, with a stand-in kubectl (a mock: no
+/// cluster here) that records its arguments and serves a real Toxiproxy API (ours) on the
+/// forwarded local port; the runner waits for the API, and stopping kills the forward.
+#[tokio::test]
+async fn toxiproxy_port_forward_runs_kubectl_in_the_allowed_context_mock() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let args_file = dir.path().join("args");
+    let kubectl = dir.path().join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\necho \"$@\" > {}\nfor a; do last=$a; done\nexec {} toxiproxy --listen 127.0.0.1:${{last%%:*}}\n",
+            args_file.display(),
+            env!("CARGO_BIN_EXE_pdchaos")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = TARGET.replace(
+        "  degraded:",
+        &format!(
+            "  toxiproxy:\n    api: http://127.0.0.1:{port}\n    port_forward: svc/toxiproxy:8474\n    proxies: []\n  degraded:"
+        ),
+    );
+    let t = target(&text);
+    let pf = pdchaos::target::port_forward::start_with(&t, kubectl.to_str().unwrap())
+        .await
+        .unwrap()
+        .expect("a forward was asked for");
+    let recorded = std::fs::read_to_string(&args_file).unwrap();
+    assert_eq!(
+        recorded.trim(),
+        format!(
+            "--context staging --namespace llm port-forward --address 127.0.0.1 svc/toxiproxy {port}:8474"
+        )
+    );
+    let api = pdchaos::fault::toxiproxy::ToxiproxyClient::new(&format!("http://127.0.0.1:{port}"));
+    assert!(
+        api.version().await.is_ok(),
+        "the API answers through the forward"
+    );
+    let pid = pf.pid().unwrap();
+    pf.stop().await;
+    assert!(pdchaos::sim::proc::is_dead(pid), "the forward is stopped");
+    assert!(api.version().await.is_err());
+
+    // A kubectl that exits at once is reported, naming the command.
+    let e = pdchaos::target::port_forward::start_with(&t, "/bin/false")
+        .await
+        .unwrap_err();
+    assert!(e.contains("/bin/false") && e.contains("exited"), "{e}");
+}

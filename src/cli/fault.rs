@@ -8,6 +8,7 @@ use crate::fault::model::{
 };
 use crate::fault::nemesis::{self, Nemesis};
 use crate::fault::pids::PidControl;
+use crate::target::port_forward::PortForward;
 use crate::target::{Target, load_target};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -353,8 +354,10 @@ async fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
     if let Some(api) = &a.toxiproxy {
         nemesis = nemesis.with_toxiproxy(api, links);
     }
+    let mut _forward = None;
     if let Some(path) = &a.target {
-        let kube = connect_kube(path).await?;
+        let (kube, pf) = connect_kube(path).await?;
+        _forward = pf;
         if let Some(t) = &kube.target().toxiproxy {
             nemesis = nemesis.with_toxiproxy(&t.api, t.proxies.clone());
         }
@@ -401,7 +404,7 @@ pub async fn heal(args: HealArgs) -> anyhow::Result<i32> {
     };
     let healers = nemesis::Healers {
         control: None,
-        kube: kube.as_ref(),
+        kube: kube.as_ref().map(|k| &k.0),
     };
     let report = nemesis::heal_journal(&args.journal, healers)
         .await
@@ -427,8 +430,11 @@ pub async fn toxiproxy(args: ToxiproxyArgs) -> anyhow::Result<i32> {
     crate::fault::toxiproxy::cli::run(&args.listen, args.config.as_deref()).await
 }
 
-/// The cluster backend for a `--target` file, which must be a Kubernetes one.
-pub async fn connect_kube(path: &std::path::Path) -> anyhow::Result<KubeFaults> {
+/// The cluster backend for a `--target` file, which must be a Kubernetes one, and the
+/// `kubectl port-forward` to its Toxiproxy when the file asks for one (kept while it lives).
+pub async fn connect_kube(
+    path: &std::path::Path,
+) -> anyhow::Result<(KubeFaults, Option<PortForward>)> {
     let target = load_target(path).map_err(|e| bad_input(e.to_string()))?;
     let Target::Kubernetes(k) = target else {
         return Err(bad_input(format!(
@@ -436,7 +442,11 @@ pub async fn connect_kube(path: &std::path::Path) -> anyhow::Result<KubeFaults> 
             path.display()
         )));
     };
-    kube::connect(&k)
+    let kube = kube::connect(&k)
         .await
-        .map_err(|e| bad_input(format!("{}: {e}", path.display())))
+        .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+    let pf = crate::target::port_forward::start(&k)
+        .await
+        .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+    Ok((kube, pf))
 }

@@ -56,6 +56,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut breaks = args.breaks.clone();
     let mut target = "local stack (pdchaos sim, profile tiny)".to_string();
     let mut cluster = None;
+    // Kept for the whole run: the port-forward to the cluster's Toxiproxy, if any.
+    let mut forward = None;
     if let Some(path) = &args.target {
         match load_target(path).map_err(|e| bad_input(e.to_string()))? {
             Target::Local(l) => {
@@ -97,9 +99,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
                         "--break switches defects on in the local stack only, not on a cluster",
                     ));
                 }
-                let kube = crate::fault::kube::connect(&k)
-                    .await
-                    .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+                let (kube, pf) = crate::cli::fault::connect_kube(path).await?;
+                forward = pf;
                 target = format!(
                     "{} (Kubernetes {} in {:?}, endpoint {})",
                     path.display(),
@@ -157,7 +158,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         target,
         cluster,
     };
-    let result = suite::run(opts).await.map_err(bad_input)?;
+    let result = suite::run(opts).await.map_err(bad_input);
+    if let Some(pf) = forward {
+        pf.stop().await;
+    }
+    let result = result?;
     println!();
     for s in &result.scenarios {
         println!(

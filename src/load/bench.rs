@@ -5,11 +5,11 @@
 //! time (getrusage of that thread) and its measurement error (client-seen first token minus the
 //! instant the server's write of that token returned, both on one clock) are the client's alone.
 
+use crate::load::bench_server;
 use crate::load::client::Timeouts;
 use crate::load::engine::{LoadConfig, Shape};
 use crate::load::metrics::Hist;
 use crate::load::prompts::PromptSource;
-use crate::load::bench_server;
 use std::fmt;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -32,8 +32,7 @@ fn pin_to(cpu: usize) -> bool {
         return false;
     }
     let mut set = CpuSet::new();
-    set.set(cpu % cpus).is_ok()
-        && sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
+    set.set(cpu % cpus).is_ok() && sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
 }
 
 /// What the benchmark measured.
@@ -62,7 +61,11 @@ impl fmt::Display for BenchReport {
             c.tokens_per_s,
             c.client_threads,
             self.wall_s,
-            if self.pinned { ", server and client pinned to CPUs 1 and 0" } else { "" }
+            if self.pinned {
+                ", server and client pinned to CPUs 1 and 0"
+            } else {
+                ""
+            }
         )?;
         writeln!(f, "  requests       {} ({} ok)", self.requests, self.ok)?;
         writeln!(

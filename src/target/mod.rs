@@ -6,6 +6,7 @@
 //! selector would otherwise turn into a silent no-op fault and a false pass.
 
 pub mod kubernetes;
+pub mod port_forward;
 pub mod prometheus;
 pub mod rbac;
 mod schema;

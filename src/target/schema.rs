@@ -103,7 +103,8 @@ pub struct ToxiproxyAccess {
     /// Base URL of the Toxiproxy API as the runner sees it (a Service address when the runner
     /// runs in the cluster; `http://127.0.0.1:8474` behind `kubectl port-forward`).
     pub api: String,
-    /// `svc/NAME:PORT` to port-forward when `api` is on loopback (documentation for the CI job).
+    /// `svc/NAME:PORT` to port-forward when `api` is on loopback: the runner starts
+    /// `kubectl port-forward` itself for the run (see [`crate::target::port_forward`]).
     #[serde(default)]
     pub port_forward: Option<String>,
     /// Which proxy carries which link, so link faults find their proxy.
