@@ -670,7 +670,7 @@ async fn toxiproxy_port_forward_runs_kubectl_in_the_allowed_context_mock() {
             "--context staging --namespace llm port-forward --address 127.0.0.1 svc/toxiproxy {port}:8474"
         )
     );
-    let api = pdchaos::fault::toxiproxy::ToxiproxyClient::new(&format!("http://127.0.0.1:{port}"));
+    let api = pdchaos::fault::toxiproxy::ToxiproxyClient::new(format!("http://127.0.0.1:{port}"));
     assert!(
         api.version().await.is_ok(),
         "the API answers through the forward"
