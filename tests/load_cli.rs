@@ -160,3 +160,37 @@ fn bad_input_is_one_line_and_exit_2() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// `pdchaos bench-client` end to end at a small size: every stream completes, every chunk is
+/// counted, the error figures are printed. (Its speed is a benchmark, in docs/bench.md, not a
+/// test: this machine is shared.)
+#[test]
+fn bench_client_runs_its_own_server_and_reports() {
+    let out = pdchaos(&[
+        "bench-client",
+        "--streams",
+        "40",
+        "--tokens",
+        "10",
+        "--duration",
+        "2s",
+        "--ramp",
+        "20/100ms",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("requests"))
+        .unwrap();
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(nums[0] >= 40 && nums[0] == nums[1], "all ok: {line}");
+    assert!(text.contains("TTFT error     p50"), "{text}");
+    assert!(text.contains("users join 20 every 100 ms"), "{text}");
+    let out = pdchaos(&["bench-client", "--ramp", "fast"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--ramp"));
+}

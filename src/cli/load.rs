@@ -440,6 +440,13 @@ pub struct BenchClientArgs {
     /// Worker threads of the client runtime (the figure that matters is for 1).
     #[arg(long, default_value_t = 1)]
     pub client_threads: usize,
+    /// Users join K every INTERVAL (e.g. 100/100ms); `none` starts every stream at once.
+    #[arg(long, default_value = "100/100ms", value_name = "K/INTERVAL|none")]
+    pub ramp: String,
+    /// Run the server and client threads at real-time priority (SCHED_FIFO; needs root or
+    /// CAP_SYS_NICE), so other work on a shared machine cannot preempt the measurement.
+    #[arg(long)]
+    pub realtime: bool,
 }
 
 pub async fn bench_client(args: BenchClientArgs) -> anyhow::Result<i32> {
@@ -449,6 +456,11 @@ pub async fn bench_client(args: BenchClientArgs) -> anyhow::Result<i32> {
         tokens: args.tokens,
         duration: args.duration,
         client_threads: args.client_threads,
+        ramp: match args.ramp.as_str() {
+            "none" => None,
+            r => Some(parse_ramp(r).map_err(|e| bad_input(format!("--ramp: {e}")))?),
+        },
+        realtime: args.realtime,
     })
     .await
     .map_err(|e| anyhow::anyhow!("bench-client: {e}"))?;

@@ -21,6 +21,19 @@ pub struct BenchConfig {
     pub tokens: u32,
     pub duration: Duration,
     pub client_threads: usize,
+    /// How users join; `None` starts them all at once (a connection storm at t=0).
+    pub ramp: Option<crate::load::engine::Ramp>,
+    /// Run server and client threads at SCHED_FIFO priority (when permitted).
+    pub realtime: bool,
+}
+
+/// Gives the calling thread a real-time priority (SCHED_FIFO), so that on a shared machine a
+/// compiler or test run on the same CPU does not preempt the measurement. Needs root or
+/// CAP_SYS_NICE; returns whether it took effect.
+fn realtime() -> bool {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: plain syscall on the calling thread (pid 0) with a valid parameter.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
 }
 
 /// Pins the calling thread to one CPU (when the machine has more than one), so the server and
@@ -47,8 +60,12 @@ pub struct BenchReport {
     pub ttft_error_p50_ms: f64,
     pub ttft_error_p99_ms: f64,
     pub ttft_error_max_ms: f64,
+    /// Chunks per second while every stream was live (after the ramp, before the end).
+    pub steady_chunks_per_s: f64,
     /// Server and client threads were each pinned to a CPU of their own.
     pub pinned: bool,
+    /// Both threads ran at real-time priority.
+    pub realtime: bool,
 }
 
 impl fmt::Display for BenchReport {
@@ -56,23 +73,35 @@ impl fmt::Display for BenchReport {
         let c = &self.cfg;
         writeln!(
             f,
-            "bench-client: {} streams x {} tok/s, {} client thread(s), {:.1} s{}",
+            "bench-client: {} streams x {} tok/s, {} client thread(s), {:.1} s, {}{}",
             c.streams,
             c.tokens_per_s,
             c.client_threads,
             self.wall_s,
+            c.ramp.map_or("all users at once".to_string(), |r| format!(
+                "users join {} every {} ms",
+                r.users,
+                r.every.as_millis()
+            )),
             if self.pinned {
                 ", server and client pinned to CPUs 1 and 0"
             } else {
                 ""
             }
         )?;
+        if self.realtime {
+            writeln!(
+                f,
+                "  scheduling     both threads SCHED_FIFO (other work on the machine cannot preempt them)"
+            )?;
+        }
         writeln!(f, "  requests       {} ({} ok)", self.requests, self.ok)?;
         writeln!(
             f,
-            "  chunks/s       {:.0} (target {:.0})",
+            "  chunks/s       {:.0} with every stream live (target {:.0}); {:.0} over the whole run",
+            self.steady_chunks_per_s,
+            c.streams as f64 * c.tokens_per_s,
             self.chunks as f64 / self.wall_s,
-            c.streams as f64 * c.tokens_per_s
         )?;
         writeln!(
             f,
@@ -107,8 +136,10 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
         itl,
         tokens: cfg.tokens,
     };
+    let want_rt = cfg.realtime;
     let server = std::thread::spawn(move || {
         let pinned = pin_to(1);
+        let rt_ok = want_rt && realtime();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();
@@ -116,7 +147,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
         rt.block_on(async move {
             match bench_server::serve(script).await {
                 Ok(addr) => {
-                    let _ = addr_tx.send(Ok((addr, pinned)));
+                    let _ = addr_tx.send(Ok((addr, pinned, rt_ok)));
                     server_stop.cancelled().await;
                 }
                 Err(e) => {
@@ -125,14 +156,14 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
             }
         });
     });
-    let (addr, server_pinned) = addr_rx
+    let (addr, server_pinned, server_rt) = addr_rx
         .await
         .map_err(|_| BenchError::Setup("server thread ended".into()))?
         .map_err(BenchError::Setup)?;
     let mut load = LoadConfig::new(format!("http://{addr}/v1"), "bench");
     load.shape = Shape::Closed {
         users: cfg.streams,
-        ramp: None,
+        ramp: cfg.ramp,
     };
     load.duration = Some(cfg.duration);
     load.prompts = PromptSource::Inline("bench".into());
@@ -144,6 +175,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
     let cfg2 = cfg.clone();
     let client = std::thread::spawn(move || -> Result<BenchReport, BenchError> {
         let pinned = server_pinned && threads == 1 && pin_to(0);
+        let realtime = server_rt && threads == 1 && realtime();
         let rt = if threads == 1 {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -161,15 +193,37 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
         let wall_s = t0.elapsed().as_secs_f64();
         let client_cpu_s = thread_cpu_s() - cpu0;
         let mut err = Hist::new();
+        // Steady state: from the moment every user has started (the last first send) to the
+        // end of the run's duration, when all streams are live.
+        let t0_us = records.iter().map(|r| r.sent_us).min().unwrap_or(0);
+        let full_us = records
+            .iter()
+            .filter(|r| r.user == cfg2.streams.saturating_sub(1))
+            .map(|r| r.sent_us)
+            .min()
+            .unwrap_or(t0_us);
+        let end_us = t0_us + cfg2.duration.as_micros() as u64;
+        let mut steady = 0u64;
         let mut chunks = 0;
         for r in &records {
             chunks += r.chunk_offsets_us.len() as u64;
+            steady += r
+                .chunk_offsets_us
+                .iter()
+                .filter(|o| (full_us..end_us).contains(&(r.sent_us + **o)))
+                .count() as u64;
             if let (Some(c), Some(s)) = (r.first_token_us(), r.server.first_token_us) {
                 err.record(c.saturating_sub(s));
             }
         }
         let e = err.stats(1e3);
+        let steady_s = end_us.saturating_sub(full_us) as f64 / 1e6;
         Ok(BenchReport {
+            steady_chunks_per_s: if steady_s > 0.0 {
+                steady as f64 / steady_s
+            } else {
+                0.0
+            },
             cfg: cfg2,
             requests: records.len() as u64,
             ok: records.iter().filter(|r| r.outcome.is_ok()).count() as u64,
@@ -180,6 +234,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchReport, BenchError> {
             ttft_error_p99_ms: e.p99,
             ttft_error_max_ms: e.max,
             pinned,
+            realtime,
         })
     });
     let report = tokio::task::spawn_blocking(move || client.join())
