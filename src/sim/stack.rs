@@ -925,7 +925,8 @@ impl Stack {
     }
 
     /// Stops the router routing to `name`; with our router, waits up to 2 s for its streams to
-    /// end. A worker the router no longer lists is already removed.
+    /// end; with SGLang's gateway, until it no longer lists the node. A worker the router does
+    /// not list is already removed.
     async fn deregister(&self, name: &str) -> Result<(), ControlError> {
         let (w, _, _) = self.worker_of(name).await?;
         let base = format!("http://{}", self.inner.router_addr);
@@ -948,7 +949,23 @@ impl Stack {
             .await
             .map_err(|e| ControlError(format!("router: remove {name}: {e}")))?;
         let status = r.status();
-        if status.is_success() || status.as_u16() == 404 {
+        if status.as_u16() == 404 {
+            return Ok(());
+        }
+        if status.is_success() {
+            // SGLang's gateway queues the removal (202): wait until it no longer lists the node.
+            if self.inner.cfg.router != RouterKind::Builtin {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while self.router_worker(&w.url).await?.is_some() {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ControlError(format!(
+                            "the {} router still lists {name} 10 s after removing it",
+                            self.inner.cfg.router.as_str()
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
             return Ok(());
         }
         let text = r.text().await.unwrap_or_default();
