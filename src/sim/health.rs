@@ -162,3 +162,52 @@ pub async fn watch(pool: Arc<Pool>, client: reqwest::Client, interval: Duration,
         tokio::time::sleep(interval).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(name: &str) -> Arc<Worker> {
+        Worker::new(WorkerSpec {
+            name: name.into(),
+            url: "http://127.0.0.1:1".into(),
+            kv_host: None,
+            kv_port: None,
+        })
+    }
+
+    #[test]
+    fn a_change_swaps_the_list_and_leaves_old_snapshots_and_failed_changes_alone() {
+        let pool = Pool::new(vec![Group {
+            name: "g0".into(),
+            prefill: vec![],
+            decode: vec![worker("decode-0")],
+            bucket: None,
+        }]);
+        let before = pool.snapshot();
+        before[0].decode[0].set_healthy(true, false);
+        pool.change(|g| {
+            g[0].decode.push(worker("decode-1"));
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        let after = pool.snapshot();
+        assert_eq!(
+            before[0].decode.len(),
+            1,
+            "a snapshot taken before is unchanged"
+        );
+        assert_eq!(after[0].decode.len(), 2);
+        assert!(after[0].decode[0].is_healthy(), "state carries over");
+        let failed: Result<(), &str> = pool.change(|g| {
+            g[0].decode.clear();
+            Err("refused")
+        });
+        assert_eq!(failed, Err("refused"));
+        assert_eq!(
+            pool.snapshot()[0].decode.len(),
+            2,
+            "a failed change is not applied"
+        );
+    }
+}
