@@ -404,5 +404,13 @@ async fn with_groups_a_grown_node_joins_the_smallest_group() {
         load::summarize(&recs, None).modes.get("disaggregated"),
         Some(&12)
     );
+    // A restarted router starts from its config file; the stack tells it of the grown node.
+    s.restart("router").await.expect("router restarts");
+    let st = s.status().await.unwrap();
+    assert_eq!(
+        st["groups"][0]["prefill"][1]["name"], "g0-prefill-1",
+        "{st}"
+    );
+    assert_eq!(st["groups"][0]["prefill"][1]["healthy"], true, "{st}");
     s.shutdown().await;
 }

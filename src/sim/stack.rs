@@ -1119,7 +1119,27 @@ impl NodeControl for Stack {
             self.with_slot(name, |s| s.child = Some(child)).await?;
             self.wait_healthy(name, http, Duration::from_secs(20))
                 .await
-                .map_err(|e| ControlError(e.to_string()))
+                .map_err(|e| ControlError(e.to_string()))?;
+            if name == "router" {
+                // A restarted router knows only its start layout: tell it of the running nodes
+                // that scaling added.
+                let grown: Vec<String> = self
+                    .inner
+                    .slots
+                    .lock()
+                    .await
+                    .iter()
+                    .filter(|s| s.grown && s.child.is_some())
+                    .map(|s| s.name.clone())
+                    .collect();
+                for n in &grown {
+                    self.register(n).await?;
+                }
+                for n in &grown {
+                    self.wait_routed(n, Duration::from_secs(30)).await?;
+                }
+            }
+            Ok(())
         })
     }
 
