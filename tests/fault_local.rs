@@ -212,6 +212,68 @@ async fn a_fault_with_a_duration_heals_itself() {
     s.shutdown().await;
 }
 
+/// A Scale fault beyond the start layout: the nemesis scales decode from 1 to 3 (new
+/// processes the router takes), verifies 3 run, and heals back to 1 with the extra processes
+/// gone; traffic meanwhile spreads over the grown nodes and none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_fault_grows_decode_beyond_the_layout_verifies_and_heals_back() {
+    let s = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let n = Nemesis::new(&dir.path().join("j.jsonl"), Some(Arc::new(s.clone()))).unwrap();
+    let id = FaultId("scale-d".into());
+    n.apply(spec(
+        "scale-d",
+        FaultKind::Scale { replicas: 3 },
+        FaultTarget::Role { role: Role::Decode },
+    ))
+    .await
+    .unwrap();
+    let phases: Vec<FaultPhase> = n
+        .timeline()
+        .into_iter()
+        .filter(|e| e.fault == id)
+        .map(|e| e.phase)
+        .collect();
+    assert!(phases.contains(&FaultPhase::Verified), "{phases:?}");
+    let decodes: Vec<_> = s
+        .nodes()
+        .into_iter()
+        .filter(|x| x.role == Role::Decode && x.pid.is_some())
+        .collect();
+    assert_eq!(decodes.len(), 3, "{decodes:?}");
+    let sum = burst(&s, 12).await;
+    assert_eq!(sum.requests.ok, 12, "{:?}", sum.outcomes);
+    for d in &decodes[1..] {
+        let st = s.worker_status(&d.name).await.unwrap();
+        assert!(
+            st["metrics"]["served_disaggregated"].as_u64().unwrap_or(0) >= 2,
+            "{} took no share of the traffic: {st}",
+            d.name
+        );
+    }
+    let report = n.heal(&id).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.leftovers);
+    assert!(
+        n.timeline()
+            .iter()
+            .any(|e| e.fault == id && e.phase == FaultPhase::HealVerified)
+    );
+    let running: Vec<String> = s
+        .nodes()
+        .into_iter()
+        .filter(|x| x.role == Role::Decode && x.pid.is_some())
+        .map(|x| x.name)
+        .collect();
+    assert_eq!(running, ["decode-0"]);
+    for d in &decodes[1..] {
+        let pid = d.pid.unwrap();
+        assert_eq!(proc::state(pid), None, "{} (pid {pid}) is left", d.name);
+    }
+    let sum = burst(&s, 4).await;
+    assert_eq!(sum.requests.ok, 4, "{:?}", sum.outcomes);
+    s.shutdown().await;
+}
+
 #[test]
 fn killed_runner_leaves_a_journal_that_heal_cleans_up() {
     let dir = tempfile::tempdir().unwrap();

@@ -504,3 +504,75 @@ async fn vllm_router_holds_requests_sent_to_a_paused_prefill_then_serves_them() 
     )
     .await;
 }
+
+/// Scaling beyond the start layout behind SGLang's gateway: the stack registers the new nodes
+/// through the gateway's `POST /workers` (a prefill node with its `bootstrap_port`), returns
+/// once the gateway lists them healthy, and the new nodes take traffic; scaling back removes
+/// them from the gateway and stops them, and no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sglang_router_takes_nodes_grown_beyond_the_layout() {
+    let Some(s) = stack(RouterKind::Sglang).await else {
+        return;
+    };
+    s.scale(pdchaos::pd::Role::Decode, 2)
+        .await
+        .expect("decode grows");
+    s.scale(pdchaos::pd::Role::Prefill, 2)
+        .await
+        .expect("prefill grows");
+    let mut cfg = LoadConfig::new(s.base_url(), "sim");
+    cfg.max_requests = Some(16);
+    cfg.shape = load::engine::Shape::Closed {
+        users: 4,
+        ramp: None,
+    };
+    let recs = load::run(cfg.clone(), CancellationToken::new(), |_| {})
+        .await
+        .unwrap();
+    assert!(recs.iter().all(|r| r.outcome == OutcomeKind::Ok));
+    for n in ["prefill-1", "decode-1"] {
+        let served = recs
+            .iter()
+            .filter(|r| [&r.server.prefill, &r.server.decode].contains(&&Some(n.to_string())))
+            .count();
+        assert!(served >= 4, "{n} served {served} of 16 behind the gateway");
+    }
+    let grown: Vec<u32> = s
+        .nodes()
+        .into_iter()
+        .filter(|n| n.name.ends_with("-1"))
+        .filter_map(|n| n.pid)
+        .collect();
+    assert_eq!(grown.len(), 2);
+    s.scale(pdchaos::pd::Role::Decode, 1).await.unwrap();
+    s.scale(pdchaos::pd::Role::Prefill, 1).await.unwrap();
+    for pid in grown {
+        assert_eq!(proc::state(pid), None, "pid {pid} is left");
+    }
+    let recs = load::run(cfg, CancellationToken::new(), |_| {})
+        .await
+        .unwrap();
+    assert!(
+        recs.iter().all(|r| r.outcome == OutcomeKind::Ok
+            && r.server.decode.as_deref() == Some("decode-0")),
+        "after scaling back the gateway routes to the start layout only"
+    );
+    s.shutdown().await;
+}
+
+/// vllm-router 0.1.17 refuses new workers over HTTP in PD mode (observed: `/add_worker` and
+/// `POST /workers` answer 400): scaling beyond the layout says so and starts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vllm_router_growth_is_refused_with_a_clear_error() {
+    let Some(s) = stack(RouterKind::Vllm).await else {
+        return;
+    };
+    let before = s.nodes();
+    let e = s
+        .scale(pdchaos::pd::Role::Decode, 2)
+        .await
+        .expect_err("vllm-router cannot take a new worker");
+    assert!(e.0.contains("vllm-router") && !e.0.contains('\n'), "{e}");
+    assert_eq!(s.nodes(), before, "nothing was started");
+    s.shutdown().await;
+}

@@ -219,3 +219,198 @@ async fn decode_rate_falls_as_the_decode_batch_grows() {
     );
     s.shutdown().await;
 }
+
+fn served_by(recs: &[pdchaos::load::record::RequestRecord], decode: &str) -> usize {
+    recs.iter()
+        .filter(|r| r.server.decode.as_deref() == Some(decode))
+        .count()
+}
+
+/// Issue 3: `scale` beyond the start layout spawns new decode processes under a streaming load,
+/// with their Toxiproxy proxies, and the running router routes to them without a failed
+/// request; scaling back stops and reaps them; scaling up again reuses their slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decode_scales_beyond_the_start_layout_under_load_and_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let s = stack(1, 1).await;
+    let mut cfg = config(&s, 4, 0);
+    cfg.max_requests = None;
+    cfg.duration = Some(Duration::from_secs(60));
+    let cancel = CancellationToken::new();
+    let done = Arc::new(AtomicU64::new(0));
+    let load = tokio::spawn({
+        let (cancel, done) = (cancel.clone(), done.clone());
+        async move {
+            load::run(cfg, cancel, move |_| {
+                done.fetch_add(1, Ordering::Relaxed);
+            })
+            .await
+        }
+    });
+    let wait_for = |n: u64| {
+        let done = done.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while done.load(Ordering::Relaxed) < n {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the load stalled at {} requests",
+                    done.load(Ordering::Relaxed)
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(8).await;
+    s.scale(Role::Decode, 3)
+        .await
+        .expect("scales beyond the layout");
+    let decodes: Vec<_> = s
+        .nodes()
+        .into_iter()
+        .filter(|n| n.role == Role::Decode)
+        .collect();
+    let names: Vec<&str> = decodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["decode-0", "decode-1", "decode-2"]);
+    assert!(decodes.iter().all(|n| n.pid.is_some()), "{decodes:?}");
+    // The router took them: its own /status lists all three, healthy.
+    let st = s.status().await.unwrap();
+    let routed: Vec<(&str, bool)> = st["groups"][0]["decode"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["name"].as_str().unwrap(), w["healthy"] == true))
+        .collect();
+    assert_eq!(
+        routed,
+        [("decode-0", true), ("decode-1", true), ("decode-2", true)]
+    );
+    // Their router -> decode links run through new Toxiproxy proxies, so link faults reach them.
+    let proxies = s.link_proxies();
+    let toxi = ToxiproxyClient::new(s.toxiproxy_api().unwrap());
+    for n in ["decode-1", "decode-2"] {
+        let p = proxies
+            .iter()
+            .find(|l| l.link == Link::RouterDecode && l.node == n)
+            .unwrap_or_else(|| panic!("no router->{n} proxy in {proxies:?}"));
+        toxi.verify_enabled(&p.proxy, true).await.unwrap();
+    }
+    let at_scale = done.load(Ordering::Relaxed);
+    wait_for(at_scale + 45).await;
+    cancel.cancel();
+    let recs = load.await.unwrap().unwrap();
+    let sum = load::summarize(&recs, None);
+    assert_eq!(sum.requests.failed, 0, "{:?}", sum.outcomes);
+    assert_eq!(sum.requests.ok, recs.len() as u64);
+    for n in ["decode-0", "decode-1", "decode-2"] {
+        let served = served_by(&recs, n);
+        assert!(served >= 8, "{n} served {served} of {}", recs.len());
+        // The node's own counters agree with the records.
+        let st = s.worker_status(n).await.unwrap();
+        assert!(
+            st["metrics"]["served_disaggregated"].as_u64().unwrap_or(0) >= 8,
+            "{n}: {st}"
+        );
+    }
+
+    // Back to 1: the grown processes are stopped and reaped, the router routes to decode-0 only.
+    let grown: Vec<u32> = decodes[1..].iter().filter_map(|n| n.pid).collect();
+    s.scale(Role::Decode, 1).await.expect("scales back");
+    for pid in &grown {
+        assert_eq!(
+            proc::state(*pid),
+            None,
+            "pid {pid} is left (alive or unreaped)"
+        );
+    }
+    let pids: Vec<Option<u32>> = s
+        .nodes()
+        .into_iter()
+        .filter(|n| n.role == Role::Decode)
+        .map(|n| n.pid)
+        .collect();
+    assert!(
+        pids[0].is_some() && pids[1..].iter().all(Option::is_none),
+        "{pids:?}"
+    );
+    let st = s.status().await.unwrap();
+    assert_eq!(st["groups"][0]["decode"].as_array().map(Vec::len), Some(1));
+    let recs = records(config(&s, 4, 12)).await;
+    assert_eq!(
+        served_by(&recs, "decode-0"),
+        12,
+        "all on decode-0 after scaling back"
+    );
+
+    // Up again: the stopped slot starts again (no decode-3) and the router takes it back.
+    s.scale(Role::Decode, 2).await.expect("scales up again");
+    let running: Vec<String> = s
+        .nodes()
+        .into_iter()
+        .filter(|n| n.role == Role::Decode && n.pid.is_some())
+        .map(|n| n.name)
+        .collect();
+    assert_eq!(running, ["decode-0", "decode-1"]);
+    let recs = records(config(&s, 4, 12)).await;
+    assert!(
+        served_by(&recs, "decode-1") >= 4,
+        "decode-1 is routed to again"
+    );
+
+    let pids = s.pids().await;
+    s.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for pid in pids {
+        assert!(proc::is_dead(pid), "process {pid} survived teardown");
+    }
+}
+
+/// With groups, a grown node joins the group with the fewest of its role and follows the
+/// group naming (`g0-prefill-1`); our router adds it to that group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_groups_a_grown_node_joins_the_smallest_group() {
+    let mut cfg = StackConfig::new(env!("CARGO_BIN_EXE_pdchaos"));
+    cfg.groups = 2;
+    cfg.toxiproxy = false;
+    let s = Stack::start(cfg).await.expect("stack starts");
+    s.scale(Role::Prefill, 3).await.expect("scales");
+    let names: Vec<String> = s
+        .nodes()
+        .into_iter()
+        .filter(|n| n.role == Role::Prefill && n.pid.is_some())
+        .map(|n| format!("{}@{}", n.name, n.group))
+        .collect();
+    assert_eq!(
+        names,
+        ["g0-prefill-0@0", "g1-prefill-0@1", "g0-prefill-1@0"]
+    );
+    let st = s.status().await.unwrap();
+    let g0: Vec<&str> = st["groups"][0]["prefill"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(g0, ["g0-prefill-0", "g0-prefill-1"]);
+    // Short prompts go to g0, whose two prefill nodes now take turns, KV link and all.
+    let recs = records(config(&s, 4, 12)).await;
+    let on_grown = recs
+        .iter()
+        .filter(|r| r.server.prefill.as_deref() == Some("g0-prefill-1"))
+        .count();
+    assert!(on_grown >= 4, "g0-prefill-1 served {on_grown} of 12");
+    assert_eq!(
+        load::summarize(&recs, None).modes.get("disaggregated"),
+        Some(&12)
+    );
+    // A restarted router starts from its config file; the stack tells it of the grown node.
+    s.restart("router").await.expect("router restarts");
+    let st = s.status().await.unwrap();
+    assert_eq!(
+        st["groups"][0]["prefill"][1]["name"], "g0-prefill-1",
+        "{st}"
+    );
+    assert_eq!(st["groups"][0]["prefill"][1]["healthy"], true, "{st}");
+    s.shutdown().await;
+}

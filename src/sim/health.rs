@@ -4,6 +4,10 @@
 //! process accepts connections but never answers) and asks a healthy decode node of each group
 //! to probe each prefill node's KV port (`/kv_probe`), so a cut KV link is noticed even when both
 //! sides answer their health checks. Request failures mark state at once; probes restore it.
+//!
+//! The worker lists can change while the router runs (its `POST /workers` and `DELETE
+//! /workers/{name}`): they live in a [`Pool`], which readers snapshot and writers swap whole, so
+//! a request in flight keeps the workers it saw and a worker keeps its state across a change.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -81,7 +85,7 @@ impl Worker {
 }
 
 /// One group of prefill and decode workers.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Group {
     pub name: String,
     pub prefill: Vec<Arc<Worker>>,
@@ -90,14 +94,41 @@ pub struct Group {
     pub bucket: Option<(u64, u64)>,
 }
 
+/// The router's groups as they are now. Cheap snapshots for readers; changes build a new list.
+#[derive(Debug)]
+pub struct Pool(std::sync::RwLock<Arc<Vec<Group>>>);
+
+impl Pool {
+    pub fn new(groups: Vec<Group>) -> Pool {
+        Pool(std::sync::RwLock::new(Arc::new(groups)))
+    }
+
+    /// The groups at this moment; later changes do not alter a snapshot already taken.
+    pub fn snapshot(&self) -> Arc<Vec<Group>> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Applies `f` to a copy of the groups and swaps the copy in if `f` succeeds. Workers are
+    /// shared between the old and the new list, so their health and in-flight counts carry over.
+    pub fn change<T, E>(&self, f: impl FnOnce(&mut Vec<Group>) -> Result<T, E>) -> Result<T, E> {
+        let mut guard = match self.0.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next: Vec<Group> = guard.as_ref().clone();
+        let out = f(&mut next)?;
+        *guard = Arc::new(next);
+        Ok(out)
+    }
+}
+
 /// Polls health and KV links every `interval` until the process ends.
-pub async fn watch(
-    groups: Arc<Vec<Group>>,
-    client: reqwest::Client,
-    interval: Duration,
-    latch: bool,
-) {
+pub async fn watch(pool: Arc<Pool>, client: reqwest::Client, interval: Duration, latch: bool) {
     loop {
+        let groups = pool.snapshot();
         let mut checks = tokio::task::JoinSet::new();
         for g in groups.iter() {
             for w in g.prefill.iter().chain(g.decode.iter()) {
@@ -129,5 +160,54 @@ pub async fn watch(
             }
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(name: &str) -> Arc<Worker> {
+        Worker::new(WorkerSpec {
+            name: name.into(),
+            url: "http://127.0.0.1:1".into(),
+            kv_host: None,
+            kv_port: None,
+        })
+    }
+
+    #[test]
+    fn a_change_swaps_the_list_and_leaves_old_snapshots_and_failed_changes_alone() {
+        let pool = Pool::new(vec![Group {
+            name: "g0".into(),
+            prefill: vec![],
+            decode: vec![worker("decode-0")],
+            bucket: None,
+        }]);
+        let before = pool.snapshot();
+        before[0].decode[0].set_healthy(true, false);
+        pool.change(|g| {
+            g[0].decode.push(worker("decode-1"));
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        let after = pool.snapshot();
+        assert_eq!(
+            before[0].decode.len(),
+            1,
+            "a snapshot taken before is unchanged"
+        );
+        assert_eq!(after[0].decode.len(), 2);
+        assert!(after[0].decode[0].is_healthy(), "state carries over");
+        let failed: Result<(), &str> = pool.change(|g| {
+            g[0].decode.clear();
+            Err("refused")
+        });
+        assert_eq!(failed, Err("refused"));
+        assert_eq!(
+            pool.snapshot()[0].decode.len(),
+            2,
+            "a failed change is not applied"
+        );
     }
 }

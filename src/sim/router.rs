@@ -6,18 +6,22 @@
 //! attempt fails before any byte reached the client is retried once on the degraded path, so
 //! clients see latency, not errors. Once streaming began, a failure cuts the client's stream:
 //! the router never pretends a broken answer was whole.
+//!
+//! Workers can be added and removed while it runs (`GET`/`POST /workers`, `DELETE
+//! /workers/{name}?drain_ms=N`, docs/protocol.md): that is how the local stack scales a role
+//! beyond the layout it started with.
 
 use crate::clock;
 use crate::pd::{self, PdMode};
-use crate::sim::health::{self, Group, Worker, WorkerSpec};
+use crate::sim::health::{self, Group, Pool, Worker, WorkerSpec};
 use crate::sim::metrics::Metrics;
 use crate::sim::protocol::{self, Bootstrap};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Json, State};
+use axum::extract::{Json, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use futures_util::StreamExt;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -92,7 +96,7 @@ mod ms {
 
 struct RouterState {
     cfg: RouterConfig,
-    groups: Arc<Vec<Group>>,
+    groups: Arc<Pool>,
     client: reqwest::Client,
     /// Round-robin position per role (prefill, decode): one shared counter would step twice per
     /// request and pin every request to the same decode node when there are two.
@@ -113,7 +117,7 @@ pub async fn run(cfg: RouterConfig) -> std::io::Result<()> {
             bucket: g.bucket,
         })
         .collect();
-    let groups = Arc::new(groups);
+    let groups = Arc::new(Pool::new(groups));
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(500))
         .pool_idle_timeout(Duration::from_secs(5))
@@ -140,6 +144,8 @@ pub async fn run(cfg: RouterConfig) -> std::io::Result<()> {
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
+        .route("/workers", get(list_workers).post(add_worker))
+        .route("/workers/{name}", delete(remove_worker))
         .with_state(state);
     crate::net::serve(listener, app).await
 }
@@ -185,7 +191,8 @@ async fn route(s: Arc<RouterState>, body: Value, path: &str) -> Response {
     };
     let tokens = req.prompt_tokens();
     let b = s.cfg.breaks;
-    for group in s.group_order(tokens) {
+    let groups = s.groups.snapshot();
+    for group in group_order(&groups, tokens) {
         let decodes: Vec<&Arc<Worker>> = group.decode.iter().filter(|d| d.is_healthy()).collect();
         let prefills: Vec<&Arc<Worker>> = if b.no_fallback_on_prefill_death {
             group.prefill.iter().collect()
@@ -244,14 +251,14 @@ async fn route(s: Arc<RouterState>, body: Value, path: &str) -> Response {
     )
 }
 
-impl RouterState {
-    /// The group whose bucket holds `tokens` first, then the others in order.
-    fn group_order(&self, tokens: u64) -> Vec<&Group> {
-        let mut order: Vec<&Group> = self.groups.iter().collect();
-        order.sort_by_key(|g| !g.bucket.is_some_and(|(lo, hi)| tokens >= lo && tokens < hi));
-        order
-    }
+/// The group whose bucket holds `tokens` first, then the others in order.
+fn group_order(groups: &[Group], tokens: u64) -> Vec<&Group> {
+    let mut order: Vec<&Group> = groups.iter().collect();
+    order.sort_by_key(|g| !g.bucket.is_some_and(|(lo, hi)| tokens >= lo && tokens < hi));
+    order
+}
 
+impl RouterState {
     fn pick<'a>(
         &self,
         side: usize,
@@ -464,7 +471,7 @@ impl Drop for InFlight {
 
 async fn metrics_text(State(s): State<Arc<RouterState>>) -> String {
     let mut out = s.metrics.prometheus("router", "router", &[]);
-    for g in s.groups.iter() {
+    for g in s.groups.snapshot().iter() {
         for (i, m) in ["disaggregated", "decode-only", "prefill-only", "down"]
             .iter()
             .enumerate()
@@ -495,6 +502,7 @@ async fn status(State(s): State<Arc<RouterState>>) -> Json<Value> {
     };
     let groups: Vec<Value> = s
         .groups
+        .snapshot()
         .iter()
         .map(|g| {
             json!({
@@ -507,4 +515,145 @@ async fn status(State(s): State<Arc<RouterState>>) -> Json<Value> {
     Json(
         json!({"groups": groups, "policy": s.cfg.policy, "breaks": s.cfg.breaks, "metrics": &s.metrics}),
     )
+}
+
+/// One worker as `GET /workers` and `/status` show it.
+fn worker_json(group: &str, role: &str, w: &Arc<Worker>) -> Value {
+    json!({
+        "group": group, "role": role, "name": w.spec.name, "url": w.spec.url,
+        "healthy": w.is_healthy(), "kv_link_ok": w.link_ok(),
+        "inflight": w.inflight.load(Ordering::Relaxed),
+    })
+}
+
+/// `GET /workers`: every worker the router routes to now, with its group and role.
+async fn list_workers(State(s): State<Arc<RouterState>>) -> Json<Value> {
+    let groups = s.groups.snapshot();
+    let mut out = Vec::new();
+    for g in groups.iter() {
+        out.extend(g.prefill.iter().map(|w| worker_json(&g.name, "prefill", w)));
+        out.extend(g.decode.iter().map(|w| worker_json(&g.name, "decode", w)));
+    }
+    Json(json!({ "workers": out }))
+}
+
+/// Which side of a group a worker joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Side {
+    Prefill,
+    Decode,
+}
+
+/// The body of `POST /workers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddWorker {
+    /// The group's name; the first group when absent.
+    #[serde(default)]
+    group: Option<String>,
+    role: Side,
+    worker: WorkerSpec,
+}
+
+/// `POST /workers`: routes to one more worker from now on. Its first health check runs before
+/// the answer, so a healthy worker takes requests at once; 201 with the worker as listed.
+async fn add_worker(State(s): State<Arc<RouterState>>, Json(req): Json<AddWorker>) -> Response {
+    if req.worker.name.is_empty() || !req.worker.url.starts_with("http") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a worker needs a name and an http URL".into(),
+        );
+    }
+    if req.role == Side::Prefill && (req.worker.kv_host.is_none() || req.worker.kv_port.is_none()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a prefill worker needs kv_host and kv_port".into(),
+        );
+    }
+    let added = s.groups.change(|groups| {
+        let name = &req.worker.name;
+        if groups
+            .iter()
+            .flat_map(|g| g.prefill.iter().chain(g.decode.iter()))
+            .any(|w| w.spec.name == *name)
+        {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("a worker named `{name}` exists"),
+            ));
+        }
+        let group = match &req.group {
+            Some(n) => groups.iter_mut().find(|g| g.name == *n),
+            None => groups.first_mut(),
+        }
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!("no group `{}`", req.group.as_deref().unwrap_or("")),
+            )
+        })?;
+        let w = Worker::new(req.worker.clone());
+        match req.role {
+            Side::Prefill => group.prefill.push(w.clone()),
+            Side::Decode => group.decode.push(w.clone()),
+        }
+        Ok((group.name.clone(), w))
+    });
+    let (group, w) = match added {
+        Ok(x) => x,
+        Err((status, message)) => return error(status, message),
+    };
+    let ok = matches!(
+        tokio::time::timeout(
+            s.cfg.health_interval,
+            s.client.get(format!("{}/health", w.spec.url)).send()
+        )
+        .await,
+        Ok(Ok(r)) if r.status().is_success()
+    );
+    w.set_healthy(ok, s.cfg.breaks.never_recover);
+    tracing::info!(worker = %w.spec.name, %group, healthy = ok, "worker added");
+    let role = match req.role {
+        Side::Prefill => "prefill",
+        Side::Decode => "decode",
+    };
+    (StatusCode::CREATED, Json(worker_json(&group, role, &w))).into_response()
+}
+
+/// The query of `DELETE /workers/{name}`.
+#[derive(Debug, Deserialize)]
+struct Drain {
+    /// Wait up to this long for the worker's streams in flight to end (at most 60 s).
+    #[serde(default)]
+    drain_ms: u64,
+}
+
+/// `DELETE /workers/{name}`: no new request goes to the worker; then waits up to `drain_ms` for
+/// the streams it serves to end. 200 with how many were still in flight.
+async fn remove_worker(
+    State(s): State<Arc<RouterState>>,
+    Path(name): Path<String>,
+    Query(q): Query<Drain>,
+) -> Response {
+    let removed = s.groups.change(|groups| {
+        for g in groups.iter_mut() {
+            for side in [&mut g.prefill, &mut g.decode] {
+                if let Some(i) = side.iter().position(|w| w.spec.name == name) {
+                    return Ok(side.remove(i));
+                }
+            }
+        }
+        Err(())
+    });
+    let Ok(w) = removed else {
+        return error(StatusCode::NOT_FOUND, format!("no worker named `{name}`"));
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.drain_ms.min(60_000));
+    while w.inflight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = w.inflight.load(Ordering::Relaxed);
+    tracing::info!(worker = %name, inflight = left, "worker removed");
+    Json(json!({"removed": name, "inflight": left})).into_response()
 }

@@ -15,6 +15,7 @@ use crate::pd::Role;
 use crate::sim::health::WorkerSpec;
 use crate::sim::router::{GroupSpec, Policy, RouterBreaks, RouterConfig};
 use crate::sim::tokens::GenBreaks;
+use crate::sim::wiring::Toxi;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -270,14 +271,21 @@ struct Slot {
     /// The address the router (and the health checks) use: a proxy when Toxiproxy is on.
     http: SocketAddr,
     child: Option<Child>,
+    /// What the router is told about this worker (None for the router and Toxiproxy).
+    worker: Option<WorkerSpec>,
+    /// Started by `scale` beyond the start layout: the router is told of it while it runs.
+    grown: bool,
 }
 
 struct Inner {
     cfg: StackConfig,
     slots: Mutex<Vec<Slot>>,
     router_addr: SocketAddr,
-    proxies: Vec<LinkProxy>,
-    toxiproxy_api: Option<String>,
+    /// Grows when the stack scales a role beyond its start layout.
+    proxies: std::sync::Mutex<Vec<LinkProxy>>,
+    toxi: Option<Toxi>,
+    /// Held by `scale`, so two scalings do not create the same node.
+    scaling: Mutex<()>,
     /// A real router's command line (None for ours).
     router_cmd: Option<String>,
     _dir: tempfile::TempDir,
@@ -297,6 +305,106 @@ fn free_addr() -> Result<SocketAddr, SimError> {
             node: "port".into(),
             reason: e.to_string(),
         })
+}
+
+/// `decode-2`, or with groups `g1-decode-2`: the `i`th node of `role` in group `g`.
+fn node_name(cfg: &StackConfig, g: u32, role: Role, i: usize) -> String {
+    if cfg.groups > 1 {
+        format!("g{g}-{}-{i}", role.as_str())
+    } else {
+        format!("{}-{i}", role.as_str())
+    }
+}
+
+/// One worker made ready to start: its slot (no process yet), what the router is told about
+/// it, and the Toxiproxy proxies that carry its links.
+struct NewWorker {
+    slot: Slot,
+    spec: WorkerSpec,
+    proxies: Vec<LinkProxy>,
+}
+
+/// Picks free ports for worker `name` and, with Toxiproxy, creates its proxies
+/// (`router-<name>`, and `kv-<name>` for a prefill node).
+async fn new_worker(
+    cfg: &StackConfig,
+    toxi: Option<&Toxi>,
+    role: Role,
+    group: u32,
+    name: String,
+) -> Result<NewWorker, SimError> {
+    let listen = free_addr()?;
+    let mut args = vec![
+        "sim".into(),
+        role.as_str().into(),
+        "--name".into(),
+        name.clone(),
+        "--listen".into(),
+        listen.to_string(),
+        "--profile".into(),
+        cfg.profile.clone(),
+    ];
+    let mut http = listen;
+    let mut kv = None;
+    let mut proxies = Vec::new();
+    if role == Role::Prefill {
+        let kv_listen = free_addr()?;
+        args.extend(["--kv-listen".into(), kv_listen.to_string()]);
+        kv = Some(kv_listen);
+    }
+    if role == Role::Decode {
+        if cfg.breaks.decode.drop_answer {
+            args.extend(["--break".into(), "drop-answer-after-thinking".into()]);
+        }
+        if cfg.breaks.decode.no_done {
+            args.extend(["--break".into(), "no-done".into()]);
+        }
+    }
+    if let Some(t) = toxi {
+        let link = if role == Role::Prefill {
+            Link::RouterPrefill
+        } else {
+            Link::RouterDecode
+        };
+        let p = t.proxy(&format!("router-{name}"), listen).await?;
+        proxies.push(LinkProxy {
+            link,
+            node: name.clone(),
+            proxy: p.0.clone(),
+        });
+        http = p.1;
+        if let Some(k) = kv {
+            let p = t.proxy(&format!("kv-{name}"), k).await?;
+            proxies.push(LinkProxy {
+                link: Link::DecodePrefillKv,
+                node: name.clone(),
+                proxy: p.0.clone(),
+            });
+            kv = Some(p.1);
+            // vLLM's router learns the KV address from the prefill node itself.
+            args.extend(["--kv-advertise".into(), p.1.to_string()]);
+        }
+    }
+    let spec = WorkerSpec {
+        name: name.clone(),
+        url: format!("http://{http}"),
+        kv_host: kv.map(|a| a.ip().to_string()),
+        kv_port: kv.map(|a| a.port()),
+    };
+    Ok(NewWorker {
+        slot: Slot {
+            name,
+            role,
+            group,
+            args,
+            http,
+            child: None,
+            worker: Some(spec.clone()),
+            grown: false,
+        },
+        spec,
+        proxies,
+    })
 }
 
 impl Stack {
@@ -341,17 +449,13 @@ impl Stack {
         let mut slots = Vec::new();
         let mut proxies = Vec::new();
         let mut groups = Vec::new();
-        let toxi = if cfg.toxiproxy {
-            Some(crate::sim::wiring::Toxi::start(&cfg.binary).await?)
+        let (toxi, toxi_child) = if cfg.toxiproxy {
+            let (t, c) = Toxi::start(&cfg.binary).await?;
+            (Some(t), Some(c))
         } else {
-            None
+            (None, None)
         };
         for g in 0..cfg.groups {
-            let prefix = if cfg.groups > 1 {
-                format!("g{g}-")
-            } else {
-                String::new()
-            };
             let mut spec = GroupSpec {
                 name: format!("g{g}"),
                 prefill: vec![],
@@ -360,76 +464,14 @@ impl Stack {
             };
             for (role, count) in [(Role::Prefill, cfg.prefill), (Role::Decode, cfg.decode)] {
                 for i in 0..count {
-                    let name = format!("{prefix}{}-{i}", role.as_str());
-                    let listen = free_addr()?;
-                    let mut args = vec![
-                        "sim".into(),
-                        role.as_str().into(),
-                        "--name".into(),
-                        name.clone(),
-                        "--listen".into(),
-                        listen.to_string(),
-                        "--profile".into(),
-                        cfg.profile.clone(),
-                    ];
-                    let mut http = listen;
-                    let mut kv = None;
-                    if role == Role::Prefill {
-                        let kv_listen = free_addr()?;
-                        args.extend(["--kv-listen".into(), kv_listen.to_string()]);
-                        kv = Some(kv_listen);
-                    }
-                    if role == Role::Decode {
-                        if cfg.breaks.decode.drop_answer {
-                            args.extend(["--break".into(), "drop-answer-after-thinking".into()]);
-                        }
-                        if cfg.breaks.decode.no_done {
-                            args.extend(["--break".into(), "no-done".into()]);
-                        }
-                    }
-                    if let Some(t) = &toxi {
-                        let link = if role == Role::Prefill {
-                            Link::RouterPrefill
-                        } else {
-                            Link::RouterDecode
-                        };
-                        let p = t.proxy(&format!("router-{name}"), listen).await?;
-                        proxies.push(LinkProxy {
-                            link,
-                            node: name.clone(),
-                            proxy: p.0.clone(),
-                        });
-                        http = p.1;
-                        if let Some(k) = kv {
-                            let p = t.proxy(&format!("kv-{name}"), k).await?;
-                            proxies.push(LinkProxy {
-                                link: Link::DecodePrefillKv,
-                                node: name.clone(),
-                                proxy: p.0.clone(),
-                            });
-                            kv = Some(p.1);
-                            // vLLM's router learns the KV address from the prefill node itself.
-                            args.extend(["--kv-advertise".into(), p.1.to_string()]);
-                        }
-                    }
-                    let worker = WorkerSpec {
-                        name: name.clone(),
-                        url: format!("http://{http}"),
-                        kv_host: kv.map(|a| a.ip().to_string()),
-                        kv_port: kv.map(|a| a.port()),
-                    };
+                    let name = node_name(&cfg, g as u32, role, i);
+                    let w = new_worker(&cfg, toxi.as_ref(), role, g as u32, name).await?;
+                    proxies.extend(w.proxies);
                     match role {
-                        Role::Prefill => spec.prefill.push(worker),
-                        _ => spec.decode.push(worker),
+                        Role::Prefill => spec.prefill.push(w.spec),
+                        _ => spec.decode.push(w.spec),
                     }
-                    slots.push(Slot {
-                        name,
-                        role,
-                        group: g as u32,
-                        args,
-                        http,
-                        child: None,
-                    });
+                    slots.push(w.slot);
                 }
             }
             groups.push(spec);
@@ -486,23 +528,27 @@ impl Stack {
             args: router_args,
             http: router_addr,
             child: None,
+            worker: None,
+            grown: false,
         });
-        let toxiproxy_api = toxi.as_ref().map(|t| t.api.clone());
-        let mut toxi_slot = toxi.map(|t| Slot {
+        let mut toxi_slot = toxi.as_ref().zip(toxi_child).map(|(t, c)| Slot {
             name: "toxiproxy".into(),
             role: Role::Router,
             group: 0,
             args: vec!["toxiproxy".into(), "--listen".into(), t.addr.to_string()],
             http: t.addr,
-            child: Some(t.child),
+            child: Some(c),
+            worker: None,
+            grown: false,
         });
         let stack = Stack {
             inner: Arc::new(Inner {
                 cfg,
                 slots: Mutex::new(Vec::new()),
                 router_addr,
-                proxies,
-                toxiproxy_api,
+                proxies: std::sync::Mutex::new(proxies),
+                toxi,
+                scaling: Mutex::new(()),
                 router_cmd,
                 _dir: dir,
                 client,
@@ -743,6 +789,232 @@ impl Stack {
         Ok(f(slot))
     }
 
+    async fn scale_role(&self, role: Role, replicas: usize) -> Result<(), ControlError> {
+        let _one_at_a_time = self.inner.scaling.lock().await;
+        let have = self.role_slots(role).await.len();
+        if replicas > have {
+            self.grow(role, replicas - have).await?;
+        }
+        let mut started = Vec::new();
+        for (i, (name, running, grown)) in self.role_slots(role).await.into_iter().enumerate() {
+            match (i < replicas, running) {
+                (true, false) => {
+                    self.restart(&name).await?;
+                    if grown {
+                        self.register(&name).await?;
+                    }
+                    started.push((name, grown));
+                }
+                (false, true) => {
+                    if grown {
+                        self.deregister(&name).await?;
+                    }
+                    self.stop(&name, Duration::from_secs(2)).await?;
+                }
+                _ => {}
+            }
+        }
+        for (name, grown) in started {
+            // A real router takes back a restarted start-layout node by its own health checks,
+            // as it always has; a grown one, and every node behind our router, is read back.
+            if grown || self.inner.cfg.router == RouterKind::Builtin {
+                self.wait_routed(&name, Duration::from_secs(30)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// (name, running, grown) of every node of `role`, in slot order.
+    async fn role_slots(&self, role: Role) -> Vec<(String, bool, bool)> {
+        self.inner
+            .slots
+            .lock()
+            .await
+            .iter()
+            .filter(|s| s.role == role && s.name != "toxiproxy")
+            .map(|s| (s.name.clone(), s.child.is_some(), s.grown))
+            .collect()
+    }
+
+    /// Adds `n` stopped slots of `role`, with their proxies; `scale_role` starts them.
+    async fn grow(&self, role: Role, n: usize) -> Result<(), ControlError> {
+        let cfg = &self.inner.cfg;
+        match (role, cfg.router) {
+            (Role::Router, _) => {
+                return Err(ControlError(
+                    "the local stack runs one router; it cannot scale the router up".into(),
+                ));
+            }
+            (_, RouterKind::Vllm) => {
+                return Err(ControlError(format!(
+                    "cannot scale {role} beyond the start layout behind vllm-router: in PD mode it refuses new workers over HTTP (`/add_worker` and `POST /workers` answer 400 \"PD router requires specific add_prefill_server or add_decode_server methods\"); start with --{role} N"
+                )));
+            }
+            _ => {}
+        }
+        for _ in 0..n {
+            let (group, index) = {
+                let slots = self.inner.slots.lock().await;
+                let count = |g: u32| {
+                    slots
+                        .iter()
+                        .filter(|s| s.role == role && s.group == g)
+                        .count()
+                };
+                let g = (0..cfg.groups as u32)
+                    .min_by_key(|&g| count(g))
+                    .unwrap_or(0);
+                (g, count(g))
+            };
+            let name = node_name(cfg, group, role, index);
+            let mut w = new_worker(cfg, self.inner.toxi.as_ref(), role, group, name)
+                .await
+                .map_err(|e| ControlError(e.to_string()))?;
+            w.slot.grown = true;
+            match self.inner.proxies.lock() {
+                Ok(mut p) => p.extend(w.proxies),
+                Err(poisoned) => poisoned.into_inner().extend(w.proxies),
+            }
+            self.inner.slots.lock().await.push(w.slot);
+        }
+        Ok(())
+    }
+
+    /// The worker spec, group and role of node `name`.
+    async fn worker_of(&self, name: &str) -> Result<(WorkerSpec, u32, Role), ControlError> {
+        self.with_slot(name, |s| s.worker.clone().map(|w| (w, s.group, s.role)))
+            .await?
+            .ok_or_else(|| ControlError(format!("{name} is not a worker")))
+    }
+
+    /// Tells the router to route to `name` (builtin: `POST /workers`; SGLang's gateway: its
+    /// `POST /workers` with `worker_type` and, for prefill, `bootstrap_port`).
+    async fn register(&self, name: &str) -> Result<(), ControlError> {
+        let (w, group, role) = self.worker_of(name).await?;
+        let body = match self.inner.cfg.router {
+            RouterKind::Builtin => serde_json::json!({
+                "group": format!("g{group}"), "role": role.as_str(), "worker": w,
+            }),
+            _ => {
+                let mut b = serde_json::json!({"url": w.url, "worker_type": role.as_str()});
+                if let Some(port) = w.kv_port {
+                    b["bootstrap_port"] = port.into();
+                }
+                b
+            }
+        };
+        let url = format!("http://{}/workers", self.inner.router_addr);
+        let r = self
+            .inner
+            .client
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ControlError(format!("router: add {name}: {e}")))?;
+        let status = r.status();
+        // 409: our router already routes to it (a registration retried after a lost answer).
+        if status.is_success() || status.as_u16() == 409 {
+            return Ok(());
+        }
+        let text = r.text().await.unwrap_or_default();
+        Err(ControlError(format!(
+            "router: add {name}: HTTP {status}: {}",
+            text.trim()
+        )))
+    }
+
+    /// Stops the router routing to `name`; with our router, waits up to 2 s for its streams to
+    /// end; with SGLang's gateway, until it no longer lists the node. A worker the router does
+    /// not list is already removed.
+    async fn deregister(&self, name: &str) -> Result<(), ControlError> {
+        let (w, _, _) = self.worker_of(name).await?;
+        let base = format!("http://{}", self.inner.router_addr);
+        let url = match self.inner.cfg.router {
+            RouterKind::Builtin => format!("{base}/workers/{name}?drain_ms=2000"),
+            _ => match self.router_worker(&w.url).await? {
+                Some(entry) => match entry["id"].as_str() {
+                    Some(id) => format!("{base}/workers/{id}"),
+                    None => return Err(ControlError(format!("router lists {name} without an id"))),
+                },
+                None => return Ok(()),
+            },
+        };
+        let r = self
+            .inner
+            .client
+            .delete(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| ControlError(format!("router: remove {name}: {e}")))?;
+        let status = r.status();
+        if status.as_u16() == 404 {
+            return Ok(());
+        }
+        if status.is_success() {
+            // SGLang's gateway queues the removal (202): wait until it no longer lists the node.
+            if self.inner.cfg.router != RouterKind::Builtin {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while self.router_worker(&w.url).await?.is_some() {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ControlError(format!(
+                            "the {} router still lists {name} 10 s after removing it",
+                            self.inner.cfg.router.as_str()
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            return Ok(());
+        }
+        let text = r.text().await.unwrap_or_default();
+        Err(ControlError(format!(
+            "router: remove {name}: HTTP {status}: {}",
+            text.trim()
+        )))
+    }
+
+    /// The router's entry for the worker at `url`, from its `GET /workers` (ours lists
+    /// `healthy`, SGLang's gateway `is_healthy` and an `id`).
+    async fn router_worker(&self, url: &str) -> Result<Option<serde_json::Value>, ControlError> {
+        let r = self
+            .inner
+            .client
+            .get(format!("http://{}/workers", self.inner.router_addr))
+            .send()
+            .await
+            .map_err(|e| ControlError(format!("router: GET /workers: {e}")))?;
+        let v: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|e| ControlError(format!("router: GET /workers: {e}")))?;
+        Ok(v["workers"]
+            .as_array()
+            .and_then(|ws| ws.iter().find(|w| w["url"] == url).cloned()))
+    }
+
+    /// Waits until the router lists `name` as healthy, read back from its `GET /workers`.
+    async fn wait_routed(&self, name: &str, within: Duration) -> Result<(), ControlError> {
+        let (w, _, _) = self.worker_of(name).await?;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(entry)) = self.router_worker(&w.url).await
+                && (entry["healthy"] == true || entry["is_healthy"] == true)
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControlError(format!(
+                    "the {} router did not route to {name} within {} s",
+                    self.inner.cfg.router.as_str(),
+                    within.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn pid_of(&self, name: &str) -> Result<u32, ControlError> {
         self.with_slot(name, |s| s.child.as_ref().and_then(Child::id))
             .await?
@@ -847,39 +1119,47 @@ impl NodeControl for Stack {
             self.with_slot(name, |s| s.child = Some(child)).await?;
             self.wait_healthy(name, http, Duration::from_secs(20))
                 .await
-                .map_err(|e| ControlError(e.to_string()))
-        })
-    }
-
-    fn scale<'a>(&'a self, role: Role, replicas: usize) -> BoxFuture<'a, Result<(), ControlError>> {
-        Box::pin(async move {
-            let nodes: Vec<NodeProcess> = self
-                .nodes()
-                .into_iter()
-                .filter(|n| n.role == role)
-                .collect();
-            if replicas > nodes.len() {
-                return Err(ControlError(format!(
-                    "the local stack has {} {role} slots; scaling to {replicas} needs a larger layout (--{role} N)",
-                    nodes.len()
-                )));
-            }
-            for (i, n) in nodes.iter().enumerate() {
-                match (i < replicas, n.pid.is_some()) {
-                    (true, false) => self.restart(&n.name).await?,
-                    (false, true) => self.stop(&n.name, Duration::from_secs(2)).await?,
-                    _ => {}
+                .map_err(|e| ControlError(e.to_string()))?;
+            if name == "router" {
+                // A restarted router knows only its start layout: tell it of the running nodes
+                // that scaling added.
+                let grown: Vec<String> = self
+                    .inner
+                    .slots
+                    .lock()
+                    .await
+                    .iter()
+                    .filter(|s| s.grown && s.child.is_some())
+                    .map(|s| s.name.clone())
+                    .collect();
+                for n in &grown {
+                    self.register(n).await?;
+                }
+                for n in &grown {
+                    self.wait_routed(n, Duration::from_secs(30)).await?;
                 }
             }
             Ok(())
         })
     }
 
+    /// Starts or stops nodes of `role` (in slot order) until `replicas` run. Beyond the start
+    /// layout it makes new nodes (`decode-3`, ...; with groups in the group with the fewest),
+    /// with their proxies, and tells the router of them; stopping such a node removes it from
+    /// the router first and lets its streams drain. Returns once every started node is
+    /// healthy and the router routes to it.
+    fn scale<'a>(&'a self, role: Role, replicas: usize) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { self.scale_role(role, replicas).await })
+    }
+
     fn link_proxies(&self) -> Vec<LinkProxy> {
-        self.inner.proxies.clone()
+        match self.inner.proxies.lock() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     fn toxiproxy_api(&self) -> Option<String> {
-        self.inner.toxiproxy_api.clone()
+        self.inner.toxi.as_ref().map(|t| t.api.clone())
     }
 }

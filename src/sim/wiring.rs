@@ -8,16 +8,17 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
-/// A running embedded Toxiproxy process and its API URL.
+/// The API of a running embedded Toxiproxy (the stack keeps it to add proxies when it grows).
+#[derive(Clone)]
 pub struct Toxi {
     pub api: String,
     pub addr: SocketAddr,
-    pub child: Child,
     client: reqwest::Client,
 }
 
 impl Toxi {
-    pub async fn start(binary: &Path) -> Result<Toxi, SimError> {
+    /// Starts `<binary> toxiproxy` on a free port; its API handle and its process.
+    pub async fn start(binary: &Path) -> Result<(Toxi, Child), SimError> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| SimError::Proxy(e.to_string()))?;
@@ -43,12 +44,7 @@ impl Toxi {
             if let Ok(r) = client.get(format!("{api}/version")).send().await
                 && r.status().is_success()
             {
-                return Ok(Toxi {
-                    api,
-                    addr,
-                    child,
-                    client,
-                });
+                return Ok((Toxi { api, addr, client }, child));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
