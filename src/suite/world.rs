@@ -423,6 +423,32 @@ impl PdWorld {
         )
     }
 
+    /// What the serving side did during the fault and after its heal (`None` without a fault).
+    pub fn explanation(&self) -> Option<crate::check::explain::Explanation> {
+        let f = self.fault_window()?;
+        let timeline = self
+            .nemesis
+            .as_ref()
+            .map(Nemesis::timeline)
+            .unwrap_or_default();
+        let nodes = crate::check::explain::faulted_nodes(&timeline);
+        Some(crate::check::explain::explain(&self.records, f, &nodes))
+    }
+
+    /// Records a verdict like [`PdWorld::judge`]; a failed one first gets the explanation of
+    /// what the serving side did during the fault appended to its detail.
+    pub fn judge_explained(&mut self, mut v: Verdict) {
+        if !v.passed
+            && let Some(e) = self.explanation()
+        {
+            v.detail = Some(match v.detail.take() {
+                Some(d) => format!("{d}; {e}"),
+                None => e.to_string(),
+            });
+        }
+        self.judge(v);
+    }
+
     /// The records window for a span; panics with a clear message when the span has no meaning.
     pub fn window(&self, span: Span) -> Window {
         let end = self
