@@ -249,6 +249,10 @@ impl PdWorld {
         let s = Stack::start(cfg)
             .await
             .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+        if let Some(cmd) = s.router_command() {
+            // `pdchaos scorecard` reads the exact flags off this line.
+            eprintln!("  (router command: {cmd})");
+        }
         *shared = Some((layout, s.clone()));
         drop(shared);
         self.ensure_nemesis(&s);
