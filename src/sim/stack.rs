@@ -616,7 +616,8 @@ impl Stack {
     }
 
     /// Sends one short streaming request through the router; the mode its answer's `x_pd`
-    /// names, if it ended with `[DONE]`.
+    /// names, if it ended with `[DONE]` (or the decode workers were broken on purpose to end
+    /// streams without it: `--break no-done`).
     pub async fn probe_mode(&self) -> Option<String> {
         let body = serde_json::json!({"model": crate::sim::node::MODEL_ID, "stream": true,
             "max_tokens": 2, "messages": [{"role": "user", "content": "pdchaos readiness probe"}]});
@@ -645,7 +646,7 @@ impl Stack {
                 mode = Some(m.to_string());
             }
         }
-        mode.filter(|_| done)
+        mode.filter(|_| done || self.inner.cfg.breaks.decode.no_done)
     }
 
     /// Which router fronts the workers.
