@@ -54,6 +54,9 @@ pub struct Explanation {
     pub served_as: BTreeMap<String, usize>,
     /// Failures during the fault, most frequent first.
     pub failures: Vec<FailureGroup>,
+    /// Requests sent before the fault, still running when it began, that failed.
+    #[serde(default)]
+    pub in_flight_failed: Vec<FailureGroup>,
     /// Requests sent during the fault toward a faulted node (see the module docs).
     pub to_faulted: usize,
     /// Milliseconds from the fault to the send of the last of those, and to its end.
@@ -154,6 +157,24 @@ pub fn is_refusal(r: &RequestRecord) -> bool {
         && r.end_us.saturating_sub(r.sent_us) < REFUSAL_MAX_US
 }
 
+/// Failures grouped by kind, most frequent first, with the first error text of each.
+fn group_failures<'a>(records: impl Iterator<Item = &'a RequestRecord>) -> Vec<FailureGroup> {
+    let mut groups: Vec<FailureGroup> = Vec::new();
+    for r in records {
+        let kind = failure_kind(r);
+        match groups.iter_mut().find(|g| g.kind == kind) {
+            Some(g) => g.count += 1,
+            None => groups.push(FailureGroup {
+                kind,
+                count: 1,
+                example: short(r.error.as_deref().unwrap_or("")),
+            }),
+        }
+    }
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
+    groups
+}
+
 fn failure_kind(r: &RequestRecord) -> String {
     match (r.outcome, r.http_status) {
         (OutcomeKind::HttpError, Some(s)) => format!("HTTP {s}"),
@@ -171,24 +192,16 @@ pub fn explain(records: &[RequestRecord], fault: FaultWindow, nodes: &[String]) 
         .collect();
     during.sort_by_key(|r| r.sent_us);
     let mut served_as = BTreeMap::new();
-    let mut groups: Vec<FailureGroup> = Vec::new();
-    for r in &during {
-        if r.outcome.is_ok() {
-            let mode = r.server.mode.map_or("unreported".into(), |m| m.to_string());
-            *served_as.entry(mode).or_insert(0) += 1;
-            continue;
-        }
-        let kind = failure_kind(r);
-        match groups.iter_mut().find(|g| g.kind == kind) {
-            Some(g) => g.count += 1,
-            None => groups.push(FailureGroup {
-                kind,
-                count: 1,
-                example: short(r.error.as_deref().unwrap_or("")),
-            }),
-        }
+    for r in during.iter().filter(|r| r.outcome.is_ok()) {
+        let mode = r.server.mode.map_or("unreported".into(), |m| m.to_string());
+        *served_as.entry(mode).or_insert(0) += 1;
     }
-    groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
+    let groups = group_failures(during.iter().copied().filter(|r| !r.outcome.is_ok()));
+    let in_flight_failed = group_failures(
+        records
+            .iter()
+            .filter(|r| r.sent_us < start && r.end_us >= start && !r.outcome.is_ok()),
+    );
     let toward =
         |r: &RequestRecord| names_faulted(r, nodes) || (!r.outcome.is_ok() && !is_refusal(r));
     let to_faulted = during.iter().filter(|r| toward(r)).count();
@@ -214,6 +227,7 @@ pub fn explain(records: &[RequestRecord], fault: FaultWindow, nodes: &[String]) 
         during_ok: during.iter().filter(|r| r.outcome.is_ok()).count(),
         served_as,
         failures: groups,
+        in_flight_failed,
         to_faulted,
         last_to_faulted_sent_ms: last_rec.map(|r| ms(r.sent_us.saturating_sub(start))),
         last_to_faulted_ended_ms: last_rec.map(|r| ms(r.end_us.saturating_sub(start))),
@@ -283,6 +297,20 @@ impl fmt::Display for Explanation {
                 }
             }
         }
+        if !self.in_flight_failed.is_empty() {
+            let n: usize = self.in_flight_failed.iter().map(|g| g.count).sum();
+            let kinds: Vec<String> = self
+                .in_flight_failed
+                .iter()
+                .map(|g| format!("{} x{}", g.kind, g.count))
+                .collect();
+            write!(
+                f,
+                "; {n} requests already in flight when it began failed: {} [first: \"{}\"]",
+                kinds.join(", "),
+                self.in_flight_failed[0].example
+            )?;
+        }
         write!(f, ". ")?;
         match (self.to_faulted, self.last_to_faulted_sent_ms) {
             (0, _) | (_, None) => write!(
@@ -336,7 +364,7 @@ impl fmt::Display for Explanation {
                 match self.recovered_after_heal_ms {
                     Some(r) => write!(
                         f,
-                        "; every request from {} on was ok and disaggregated ({} of {} failed after the heal).",
+                        "; every request from {} on was ok and disaggregated ({} of {} sent after the heal failed, all before that).",
                         secs(r),
                         self.after_failed,
                         self.after
@@ -427,7 +455,15 @@ mod tests {
         ));
         rs.push(ok(12 * S + 900_000, "prefill-0"));
         rs.push(ok(13 * S, "prefill-0"));
+        rs.push(rec(
+            9 * S + 900_000,
+            200_000,
+            OutcomeKind::HttpError,
+            Some(502),
+        ));
         let e = explain(&rs, FAULT, &["prefill-0".into()]);
+        assert_eq!(e.in_flight_failed.len(), 1);
+        assert_eq!(e.in_flight_failed[0].kind, "HTTP 502");
         assert_eq!((e.during, e.during_ok), (20, 0));
         assert_eq!(e.failures[0].kind, "HTTP 500");
         assert_eq!(e.failures[0].count, 19);
@@ -448,6 +484,7 @@ mod tests {
             "stopped routing there 1.80 s after the fault",
             "first ok request was sent 0.90 s after it",
             "every request from 0.90 s on was ok",
+            "1 requests already in flight when it began failed: HTTP 502 x1",
         ] {
             assert!(text.contains(want), "missing `{want}` in: {text}");
         }
