@@ -194,6 +194,8 @@ fn sglang_router_prefill_failure_feature() {
                         "HTTP 503",
                         "server_selection_failed",
                         "No request sent during the fault went to prefill-0's path",
+                        // findings 4: the circuit breaker stays open after the restart.
+                        "After the heal no request succeeded",
                     ],
                     why: "no decode-only fallback: every request refused (503) while the only \
                           prefill is dead, and the circuit breaker keeps refusing after the heal",
