@@ -68,6 +68,7 @@ async fn suite_runs_against_a_kubernetes_target_mock() {
         features: vec![feature],
         tags: None,
         name: None,
+        skip: vec![],
         out_dir: out.clone(),
         binary: env!("CARGO_BIN_EXE_pdchaos").into(),
         force_breaks: vec![],

@@ -9,6 +9,7 @@ pub mod load;
 pub mod merge;
 pub mod report;
 pub mod run;
+pub mod scorecard;
 pub mod sim;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,7 @@ pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
         pdchaos sim up                   start the local stack and print its endpoints\n  \
         pdchaos load --url URL --model M measure a streaming endpoint (TTFT, decode rate, QPM)\n  \
         pdchaos merge shard-*.json       one summary from the shards of a load run on several machines\n  \
+        pdchaos scorecard                every feature behind our, SGLang's and vLLM's routers: docs/scorecard.md\n  \
         pdchaos heal                     heal every fault a killed run left behind"
 )]
 pub struct Cli {
@@ -61,6 +63,8 @@ pub enum Command {
     Heal(fault::HealArgs),
     /// Serve the Toxiproxy REST API with an embedded proxy engine.
     Toxiproxy(fault::ToxiproxyArgs),
+    /// Run the features behind each router (builtin, SGLang, vLLM) and write the scorecard.
+    Scorecard(scorecard::ScorecardArgs),
     /// Write the HTML report, figures and Markdown summary of a run folder.
     Report(report::ReportArgs),
 }
@@ -99,6 +103,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Heal(args) => fault::heal(args).await,
         Command::Toxiproxy(args) => fault::toxiproxy(args).await,
         Command::Report(args) => report::run(args).await,
+        Command::Scorecard(args) => scorecard::run(args).await,
     }
 }
 

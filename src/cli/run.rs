@@ -29,6 +29,9 @@ pub struct RunArgs {
     /// Only scenarios whose name contains this text.
     #[arg(long)]
     pub name: Option<String>,
+    /// Leave out the scenario with exactly this name (repeatable).
+    #[arg(long = "skip-scenario", value_name = "NAME")]
+    pub skip_scenario: Vec<String>,
     /// Write JUnit XML here (one test case per scenario).
     #[arg(long)]
     pub junit: Option<PathBuf>,
@@ -149,6 +152,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         features,
         tags: args.tags,
         name: args.name,
+        skip: args.skip_scenario,
         out_dir: args.out.clone(),
         binary: std::env::current_exe()?,
         force_breaks: breaks,

@@ -10,6 +10,7 @@ pub mod layout;
 pub mod markdown;
 pub mod plots;
 pub mod run_data;
+pub mod scorecard;
 pub mod tables;
 pub mod timeline;
 

@@ -662,7 +662,9 @@ impl Stack {
     }
 
     /// Sends one short streaming request through the router; the mode its answer's `x_pd`
-    /// names, if it ended with `[DONE]`.
+    /// names, if it ended with `[DONE]`. With the decode workers broken on purpose to end
+    /// streams early (`--break no-done`: no `[DONE]`, no usage chunk), the `x-pd-mode` header of
+    /// a 2xx answer that streamed at least one chunk.
     pub async fn probe_mode(&self) -> Option<String> {
         let body = serde_json::json!({"model": crate::sim::node::MODEL_ID, "stream": true,
             "max_tokens": 2, "messages": [{"role": "user", "content": "pdchaos readiness probe"}]});
@@ -678,6 +680,11 @@ impl Stack {
         if !r.status().is_success() {
             return None;
         }
+        let header = r
+            .headers()
+            .get(crate::pd::HEADER_MODE)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let text = r.text().await.ok()?;
         let mut mode = None;
         let mut done = false;
@@ -690,6 +697,10 @@ impl Stack {
             {
                 mode = Some(m.to_string());
             }
+        }
+        if self.inner.cfg.breaks.decode.no_done {
+            let streamed = text.lines().any(|l| l.starts_with("data:"));
+            return mode.or(header).filter(|_| streamed);
         }
         mode.filter(|_| done)
     }

@@ -25,6 +25,8 @@ pub struct RunOptions {
     pub tags: Option<String>,
     /// Substring of scenario names to run.
     pub name: Option<String>,
+    /// Scenarios (exact names) left out of the run.
+    pub skip: Vec<String>,
     pub out_dir: PathBuf,
     /// The pdchaos executable used to start local nodes.
     pub binary: PathBuf,
@@ -179,7 +181,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, String> {
     let name = opts.name.clone();
     let mut failed_parse = false;
     for feature in &opts.features {
-        let (tags, name) = (tags.clone(), name.clone());
+        let (tags, name, skip) = (tags.clone(), name.clone(), opts.skip.clone());
         let mut cucumber = cucumber::Cucumber::<PdWorld, _, PathBuf, _, _>::new()
             .max_concurrent_scenarios(1)
             .with_default_cli();
@@ -198,7 +200,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, String> {
             .filter_run(feature.clone(), move |_, _, sc| {
                 let tag_ok = tags.as_ref().is_none_or(|t| t.eval(sc.tags.iter()));
                 let name_ok = name.as_ref().is_none_or(|n| sc.name.contains(n.as_str()));
-                tag_ok && name_ok
+                tag_ok && name_ok && !skip.contains(&sc.name)
             })
             .await;
         use cucumber::writer::Stats as _;

@@ -188,7 +188,7 @@ step!(when_healed, |w, _m| {
 step!(then_success_rate, |w, m| {
     let span: Span = m[0].parse().unwrap_or_else(|e: String| panic!("{e}"));
     let v = expect::success_rate(&w.records, w.window(span), &span.to_string(), num(&m[1]));
-    w.judge(v);
+    w.judge_explained(v);
 });
 
 step!(then_outcome_at_most, |w, m| {
@@ -251,7 +251,7 @@ step!(then_detect, |w, m| {
     let (v, at) =
         expect::served_in_mode_within(&w.records, f.start_us, mode, dur(&m[1]).as_micros() as u64);
     w.degraded_at_us = at;
-    w.judge(v);
+    w.judge_explained(v);
 });
 
 step!(then_recover, |w, m| {
@@ -265,7 +265,7 @@ step!(then_recover, |w, m| {
     let (v, at) =
         expect::disaggregated_again_within(&w.records, heal, dur(&m[0]).as_micros() as u64);
     w.recovered_at_us = at;
-    w.judge(v);
+    w.judge_explained(v);
 });
 
 step!(then_back_to_baseline, |w, m| {

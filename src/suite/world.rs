@@ -249,6 +249,10 @@ impl PdWorld {
         let s = Stack::start(cfg)
             .await
             .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+        if let Some(cmd) = s.router_command() {
+            // `pdchaos scorecard` reads the exact flags off this line.
+            eprintln!("  (router command: {cmd})");
+        }
         *shared = Some((layout, s.clone()));
         drop(shared);
         self.ensure_nemesis(&s);
@@ -421,6 +425,32 @@ impl PdWorld {
                 .map(Nemesis::timeline)
                 .unwrap_or_default(),
         )
+    }
+
+    /// What the serving side did during the fault and after its heal (`None` without a fault).
+    pub fn explanation(&self) -> Option<crate::check::explain::Explanation> {
+        let f = self.fault_window()?;
+        let timeline = self
+            .nemesis
+            .as_ref()
+            .map(Nemesis::timeline)
+            .unwrap_or_default();
+        let nodes = crate::check::explain::faulted_nodes(&timeline);
+        Some(crate::check::explain::explain(&self.records, f, &nodes))
+    }
+
+    /// Records a verdict like [`PdWorld::judge`]; a failed one first gets the explanation of
+    /// what the serving side did during the fault appended to its detail.
+    pub fn judge_explained(&mut self, mut v: Verdict) {
+        if !v.passed
+            && let Some(e) = self.explanation()
+        {
+            v.detail = Some(match v.detail.take() {
+                Some(d) => format!("{d}; {e}"),
+                None => e.to_string(),
+            });
+        }
+        self.judge(v);
     }
 
     /// The records window for a span; panics with a clear message when the span has no meaning.
