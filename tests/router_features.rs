@@ -32,6 +32,13 @@ enum Known {
         says: &'static [&'static str],
         why: &'static str,
     },
+    /// Passes in some runs and fails in others, and when it fails it fails exactly like
+    /// [`Known::Fail`] says (the router's behaviour depends on timing we do not control).
+    PassOrFail {
+        check: &'static str,
+        says: &'static [&'static str],
+        why: &'static str,
+    },
 }
 
 use Known::*;
@@ -143,7 +150,8 @@ fn run_against(kind: RouterKind, feature: &str, table: &[(&str, Known)]) {
                 "\"{scenario}\" was a known failure behind {name} ({why}) and now passes: \
                  update this table, docs/routers.md and docs/findings.md"
             )),
-            Fail { check, says, why } => {
+            PassOrFail { .. } if passed => {}
+            Fail { check, says, why } | PassOrFail { check, says, why } => {
                 let Some(v) = first_fail else {
                     changed.push(format!(
                         "\"{scenario}\" failed behind {name} without a failing verdict (a step \
@@ -201,7 +209,17 @@ fn sglang_router_prefill_failure_feature() {
                           prefill is dead, and the circuit breaker keeps refusing after the heal",
                 },
             ),
-            ("One of two prefill nodes is killed", Pass),
+            (
+                "One of two prefill nodes is killed",
+                PassOrFail {
+                    check: "success rate whole >= 97%",
+                    says: &["HTTP 503", "all circuits open"],
+                    why: "in some runs the KV fetches the kill cuts fail on the decode worker, \
+                          its circuit breaker opens and the gateway refuses everything with \
+                          `No available decode workers (all circuits open or unhealthy)` \
+                          (findings 5)",
+                },
+            ),
             (
                 "The only prefill node hangs with its sockets open",
                 Fail {
