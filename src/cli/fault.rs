@@ -26,7 +26,11 @@ pub enum FaultCommand {
         pdchaos fault apply --kind pause --pid decode-0=4242 --duration 10s\n  \
         pdchaos fault apply --kind partition --toxiproxy http://127.0.0.1:8474 --proxy kv-prefill-0\n  \
         pdchaos fault apply --kind latency --latency-ms 200 --toxiproxy URL --proxy kv-prefill-0 --duration 30s\n  \
-        pdchaos heal                  heals what a fault without --duration (or a killed runner) left")]
+        pdchaos fault apply --target targets/llm-d.yaml --kind kill --role decode --dry-run\n  \
+        pdchaos fault apply --target targets/llm-d.yaml --kind scale --role decode --replicas 1 --duration 2m\n  \
+        pdchaos fault apply --target targets/pdchaos-k8s.yaml --kind partition --link kv --duration 30s\n  \
+        pdchaos heal                  heals what a fault without --duration (or a killed runner) left\n  \
+        pdchaos heal --target FILE    the same for pod, scale and NetworkPolicy faults on a cluster")]
     Apply(Box<ApplyArgs>),
     /// List the faults in the journal and whether each was healed.
     List(JournalArgs),
