@@ -32,6 +32,14 @@ kubernetes:
     header: {name: x-pd-mode}
 "#;
 
+/// [`TARGET`] with the prefill role behind the fake's LeaderWorkerSet.
+fn lws_target() -> String {
+    TARGET.replace(
+        "prefill: {kind: StatefulSet, name: prefill}",
+        "prefill: {kind: LeaderWorkerSet, name: prefill-lws}",
+    )
+}
+
 fn target(text: &str) -> pdchaos::target::KubeTarget {
     match parse_target(text, Path::new("fake.yaml")).unwrap().target {
         Target::Kubernetes(k) => k,
@@ -241,11 +249,7 @@ async fn scale_deployment_and_statefulset_then_back_waiting_for_ready_mock() {
 #[tokio::test]
 async fn scale_a_leaderworkerset_through_the_dynamic_api_mock() {
     let dir = tempfile::tempdir().unwrap();
-    let text = TARGET.replace(
-        "prefill: {kind: StatefulSet, name: prefill}",
-        "prefill: {kind: LeaderWorkerSet, name: prefill-lws}",
-    );
-    let (fake, _, nemesis) = setup(dir.path(), &text);
+    let (fake, _, nemesis) = setup(dir.path(), &lws_target());
     let up = spec(
         "l1",
         FaultKind::Scale { replicas: 3 },
@@ -452,10 +456,7 @@ async fn the_role_grants_exactly_the_calls_the_backend_makes_mock() {
     for lws in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let text = if lws {
-            TARGET.replace(
-                "prefill: {kind: StatefulSet, name: prefill}",
-                "prefill: {kind: LeaderWorkerSet, name: prefill-lws}",
-            )
+            lws_target()
         } else {
             TARGET.to_string()
         };

@@ -446,10 +446,18 @@ pub async fn connect_kube(
             path.display()
         )));
     };
-    let kube = kube::connect(&k)
+    connect_cluster(path, &k).await
+}
+
+/// [`connect_kube`] for a target already read from `path` (named in errors).
+pub async fn connect_cluster(
+    path: &std::path::Path,
+    k: &crate::target::KubeTarget,
+) -> anyhow::Result<(KubeFaults, Option<PortForward>)> {
+    let kube = kube::connect(k)
         .await
         .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-    let pf = crate::target::port_forward::start(&k)
+    let pf = crate::target::port_forward::start(k)
         .await
         .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
     Ok((kube, pf))

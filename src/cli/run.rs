@@ -102,7 +102,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
                         "--break switches defects on in the local stack only, not on a cluster",
                     ));
                 }
-                let (kube, pf) = crate::cli::fault::connect_kube(path).await?;
+                let (kube, pf) = crate::cli::fault::connect_cluster(path, &k).await?;
                 forward = pf;
                 target = format!(
                     "{} (Kubernetes {} in {:?}, endpoint {})",

@@ -652,7 +652,7 @@ async fn kube_undo(u: &Undo, kube: Option<&KubeFaults>, verify: bool) -> Result<
     } else {
         k.run_undo(u).await
     };
-    r.map(|_| ()).map_err(|e| e.to_string())
+    r.map_err(|e| e.to_string())
 }
 
 fn refused(id: &FaultId, reason: &str) -> FaultError {

@@ -326,8 +326,24 @@ impl KubeFaults {
         .await
     }
 
-    /// Heals one Kubernetes undo (other kinds are not ours: `Ok(false)`).
-    pub async fn run_undo(&self, u: &Undo) -> Result<bool, KubeError> {
+    /// The allow-listed namespace and workload an undo names.
+    fn undo_workload(
+        &self,
+        namespace: &str,
+        kind: WorkloadKind,
+        name: &str,
+    ) -> Result<(String, WorkloadRef), KubeError> {
+        let ns = self.namespace(Some(namespace))?;
+        let w = WorkloadRef {
+            kind,
+            name: name.to_string(),
+            namespace: Some(ns.clone()),
+        };
+        Ok((ns, w))
+    }
+
+    /// Heals one Kubernetes undo; other kinds are not this backend's and do nothing.
+    pub async fn run_undo(&self, u: &Undo) -> Result<(), KubeError> {
         match u {
             Undo::PodsReady { .. } => self.verify_undo(u).await,
             Undo::ScaleWorkload {
@@ -336,28 +352,21 @@ impl KubeFaults {
                 name,
                 replicas,
             } => {
-                let ns = self.namespace(Some(namespace))?;
-                let w = WorkloadRef {
-                    kind: *kind,
-                    name: name.clone(),
-                    namespace: Some(ns.clone()),
-                };
+                let (ns, w) = self.undo_workload(namespace, *kind, name)?;
                 self.set_replicas(&ns, &w, *replicas).await?;
-                self.wait_replicas(&ns, &w, *replicas).await?;
-                Ok(true)
+                self.wait_replicas(&ns, &w, *replicas).await
             }
             Undo::DeleteNetworkPolicy { namespace, name } => {
                 let ns = self.namespace(Some(namespace))?;
-                self.delete_policy(&ns, name).await?;
-                Ok(true)
+                self.delete_policy(&ns, name).await
             }
-            _ => Ok(false),
+            _ => Ok(()),
         }
     }
 
     /// Reads back that an undo holds: pods ready again, replicas restored, policy gone. Waits
     /// for pods (a controller needs time to replace them); the others are read once.
-    pub async fn verify_undo(&self, u: &Undo) -> Result<bool, KubeError> {
+    pub async fn verify_undo(&self, u: &Undo) -> Result<(), KubeError> {
         match u {
             Undo::PodsReady {
                 namespace,
@@ -378,8 +387,7 @@ impl KubeFaults {
                         Ok((now.len() < *ready).then(|| format!("{} ready", now.len())))
                     },
                 )
-                .await?;
-                Ok(true)
+                .await
             }
             Undo::ScaleWorkload {
                 namespace,
@@ -387,19 +395,14 @@ impl KubeFaults {
                 name,
                 replicas,
             } => {
-                let ns = self.namespace(Some(namespace))?;
-                let w = WorkloadRef {
-                    kind: *kind,
-                    name: name.clone(),
-                    namespace: Some(ns.clone()),
-                };
+                let (ns, w) = self.undo_workload(namespace, *kind, name)?;
                 let r = self.replicas(&ns, &w).await?;
                 if r.wanted != *replicas || r.ready != *replicas {
                     return Err(KubeError::NotReady(format!(
                         "{kind:?} {ns}/{name} is at {r:?}, expected {replicas}"
                     )));
                 }
-                Ok(true)
+                Ok(())
             }
             Undo::DeleteNetworkPolicy { namespace, name } => {
                 let ns = self.namespace(Some(namespace))?;
@@ -408,9 +411,9 @@ impl KubeFaults {
                         "networkpolicy {ns}/{name} is still there"
                     )));
                 }
-                Ok(true)
+                Ok(())
             }
-            _ => Ok(false),
+            _ => Ok(()),
         }
     }
 }
