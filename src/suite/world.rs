@@ -360,7 +360,7 @@ impl PdWorld {
                     name: format!("pdchaos-load-{start_at_ms}"),
                     image: l.image.clone(),
                     shards: l.shards,
-                    args: self.load_args(&d, users, duration),
+                    args: load_args(&cfg),
                     start_at_ms,
                 };
                 eprintln!("  (load: Job {} of {} shards)", job.name, job.shards);
@@ -393,41 +393,6 @@ impl PdWorld {
         self.runs.push((name.to_string(), records.clone()));
         self.ended_us = clock::now_us();
         records
-    }
-
-    /// `pdchaos load` arguments for this scenario's load, as the load Job's shards run it (the
-    /// same settings [`PdWorld::load_config`] gives the in-process engine).
-    fn load_args(&self, d: &Deployment, users: u32, duration: Duration) -> Vec<String> {
-        let mut a: Vec<String> = vec![
-            "--url".into(),
-            d.base_url(),
-            "--model".into(),
-            d.model(),
-            "-c".into(),
-            users.to_string(),
-            "--duration".into(),
-            format!("{}ms", duration.as_millis()),
-            "--timeout-first-token".into(),
-            "10s".into(),
-            "--timeout".into(),
-            "30s".into(),
-        ];
-        if let Some(r) = self.load.ramp {
-            a.extend([
-                "--ramp".into(),
-                format!("{}/{}ms", r.users, r.every.as_millis()),
-            ]);
-        }
-        if let Some(m) = self.load.max_tokens {
-            a.extend(["--max-tokens".into(), m.to_string()]);
-        }
-        if !self.load.unique_prefix {
-            a.push("--no-unique-prefix".into());
-        }
-        if let Some(p) = &self.load.prompt {
-            a.extend(["--prompt".into(), p.clone()]);
-        }
-        a
     }
 
     pub fn fault_window(&self) -> Option<FaultWindow> {
@@ -503,5 +468,91 @@ impl PdWorld {
             .find(|(n, _)| n == name)
             .map(|(_, r)| r.as_slice())
             .unwrap_or_else(|| panic!("no load run named \"{name}\""))
+    }
+}
+
+/// `pdchaos load` arguments that make a load Job's shards run `cfg`, the same configuration the
+/// in-process engine gets, so the two ways of running a scenario's load cannot drift apart.
+fn load_args(cfg: &LoadConfig) -> Vec<String> {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let mut a: Vec<String> = vec![
+        "--url".into(),
+        cfg.base_url.clone(),
+        "--model".into(),
+        cfg.model.clone(),
+        "--timeout-first-token".into(),
+        ms(cfg.timeouts.first_token),
+        "--timeout".into(),
+        ms(cfg.timeouts.total),
+    ];
+    if let Shape::Closed { users, ramp } = cfg.shape {
+        a.extend(["-c".into(), users.to_string()]);
+        if let Some(r) = ramp {
+            a.extend(["--ramp".into(), format!("{}/{}", r.users, ms(r.every))]);
+        }
+    }
+    if let Some(d) = cfg.duration {
+        a.extend(["--duration".into(), ms(d)]);
+    }
+    if let Some(m) = cfg.sampling.max_tokens {
+        a.extend(["--max-tokens".into(), m.to_string()]);
+    }
+    if !cfg.unique_prefix {
+        a.push("--no-unique-prefix".into());
+    }
+    if let PromptSource::Inline(p) = &cfg.prompts {
+        a.extend(["--prompt".into(), p.clone()]);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    /// The arguments a load Job's shards get parse back, through `pdchaos load`'s own command
+    /// line, into the configuration the in-process engine would run.
+    #[test]
+    fn load_job_args_give_the_same_load_config() {
+        let mut cfg = LoadConfig::new("http://gw:8000/v1", "m");
+        cfg.shape = Shape::Closed {
+            users: 6,
+            ramp: Some(Ramp {
+                users: 2,
+                every: Duration::from_millis(250),
+            }),
+        };
+        cfg.duration = Some(Duration::from_secs(7));
+        cfg.unique_prefix = false;
+        cfg.sampling.max_tokens = Some(12);
+        cfg.timeouts.first_token = Duration::from_secs(10);
+        cfg.timeouts.total = Duration::from_secs(30);
+        let args = load_args(&cfg);
+        let cli = Cli::try_parse_from(
+            ["pdchaos", "load"]
+                .into_iter()
+                .map(String::from)
+                .chain(args.clone()),
+        )
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let Command::Load(a) = cli.command else {
+            panic!("not a load command")
+        };
+        let back = crate::cli::load::config_from_args(&a).unwrap();
+        assert_eq!(
+            (back.base_url.as_str(), back.model.as_str()),
+            ("http://gw:8000/v1", "m")
+        );
+        assert_eq!(format!("{:?}", back.shape), format!("{:?}", cfg.shape));
+        assert_eq!(back.duration, cfg.duration);
+        assert_eq!(back.unique_prefix, cfg.unique_prefix);
+        assert_eq!(back.sampling.max_tokens, cfg.sampling.max_tokens);
+        assert_eq!(
+            (back.timeouts.first_token, back.timeouts.total),
+            (cfg.timeouts.first_token, cfg.timeouts.total)
+        );
+        assert_eq!(format!("{:?}", back.prompts), format!("{:?}", cfg.prompts));
     }
 }
