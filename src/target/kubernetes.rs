@@ -7,7 +7,7 @@
 //! timestamps, so the windowed checks judge them exactly as they judge an in-process load.
 //! The Job is deleted afterwards whatever happened.
 
-use crate::fault::kube::{KubeError, KubeFaults};
+use crate::fault::kube::{KubeError, KubeFaults, api_err};
 use crate::load::record::RequestRecord;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
@@ -81,13 +81,6 @@ impl LoadJob {
             }),
             status: None,
         }
-    }
-}
-
-fn api_err(what: String) -> impl FnOnce(kube::Error) -> KubeError {
-    move |source| KubeError::Api {
-        what,
-        source: Box::new(source),
     }
 }
 

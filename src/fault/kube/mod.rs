@@ -18,6 +18,7 @@ mod ops;
 pub mod plan;
 pub mod selector;
 
+pub use ops::api_err;
 pub use plan::KubePlan;
 
 use crate::target::{IN_CLUSTER, KubeTarget};

@@ -15,7 +15,8 @@ use kube::api::{
 };
 use serde_json::json;
 
-fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
+/// Wraps an API error with what was being done (`map_err(api_err("delete pod ns/p"))`).
+pub fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
     let what = what.into();
     move |source| KubeError::Api {
         what,
