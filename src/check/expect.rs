@@ -292,30 +292,11 @@ mod tests {
 
     fn rec(sent: u64, outcome: OutcomeKind, mode: Option<PdMode>) -> RequestRecord {
         RequestRecord {
-            id: sent,
-            user: 0,
-            bucket: None,
-            intended_us: sent,
-            sent_us: sent,
-            first_reasoning_us: None,
-            first_answer_us: Some(sent + 10_000),
-            end_us: sent + 50_000,
-            chunk_offsets_us: vec![],
-            finish_reason: None,
-            usage: None,
-            input_tokens: 1,
-            output_tokens: 5,
-            tokens_estimated: false,
-            http_status: None,
-            outcome,
-            error: None,
-            reasoning_chars: 0,
-            answer_chars: 3,
             server: ServerInfo {
                 mode,
                 ..ServerInfo::default()
             },
-            missing_usage: false,
+            ..RequestRecord::fixture(sent, outcome)
         }
     }
 

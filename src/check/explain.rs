@@ -384,33 +384,16 @@ impl fmt::Display for Explanation {
 mod tests {
     use super::*;
     use crate::fault::model::{FaultId, FaultKind, FaultPhase, FaultSpec};
-    use crate::load::record::ServerInfo;
 
     const S: u64 = 1_000_000;
 
     fn rec(sent: u64, took: u64, outcome: OutcomeKind, status: Option<u16>) -> RequestRecord {
         RequestRecord {
-            id: sent,
-            user: 0,
-            bucket: None,
-            intended_us: sent,
-            sent_us: sent,
-            first_reasoning_us: None,
             first_answer_us: outcome.is_ok().then_some(sent + 10_000),
             end_us: sent + took,
-            chunk_offsets_us: vec![],
-            finish_reason: None,
-            usage: None,
-            input_tokens: 1,
-            output_tokens: 5,
-            tokens_estimated: false,
             http_status: status,
-            outcome,
             error: status.map(|s| format!("HTTP {s}: body of {s}")),
-            reasoning_chars: 0,
-            answer_chars: 3,
-            server: ServerInfo::default(),
-            missing_usage: false,
+            ..RequestRecord::fixture(sent, outcome)
         }
     }
 

@@ -159,6 +159,36 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// A test fixture: request `sent_us` (its id too) that ended `outcome` 50 ms later, with a
+    /// first answer token at +10 ms, 1 input and 5 output tokens, 3 answer characters. Tests
+    /// change what they are about with struct update syntax.
+    #[cfg(test)]
+    pub(crate) fn fixture(sent_us: Micros, outcome: OutcomeKind) -> RequestRecord {
+        RequestRecord {
+            id: sent_us,
+            user: 0,
+            bucket: None,
+            intended_us: sent_us,
+            sent_us,
+            first_reasoning_us: None,
+            first_answer_us: Some(sent_us + 10_000),
+            end_us: sent_us + 50_000,
+            chunk_offsets_us: vec![],
+            finish_reason: None,
+            usage: None,
+            input_tokens: 1,
+            output_tokens: 5,
+            tokens_estimated: false,
+            http_status: None,
+            outcome,
+            error: None,
+            reasoning_chars: 0,
+            answer_chars: 3,
+            server: ServerInfo::default(),
+            missing_usage: false,
+        }
+    }
+
     /// First token of any kind (reasoning or answer).
     pub fn first_token_us(&self) -> Option<Micros> {
         match (self.first_reasoning_us, self.first_answer_us) {

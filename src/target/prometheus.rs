@@ -150,27 +150,9 @@ mod tests {
             },
         ];
         let rec = |first: Option<u64>, end: u64| RequestRecord {
-            id: 0,
-            user: 0,
-            bucket: None,
-            intended_us: 0,
-            sent_us: 0,
-            first_reasoning_us: None,
             first_answer_us: first,
             end_us: end,
-            chunk_offsets_us: vec![],
-            finish_reason: None,
-            usage: None,
-            input_tokens: 1,
-            output_tokens: 1,
-            tokens_estimated: false,
-            http_status: None,
-            outcome: OutcomeKind::Ok,
-            error: None,
-            reasoning_chars: 0,
-            answer_chars: 1,
-            server: Default::default(),
-            missing_usage: false,
+            ..RequestRecord::fixture(0, OutcomeKind::Ok)
         };
         let mut rs = vec![
             rec(Some(150), 400),
