@@ -636,11 +636,7 @@ async fn load_job_runs_every_shard_and_returns_their_records_mock() {
 async fn toxiproxy_port_forward_runs_kubectl_in_the_allowed_context_mock() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = pdchaos::net::free_loopback_addr().unwrap().port();
     let args_file = dir.path().join("args");
     let kubectl = dir.path().join("kubectl");
     std::fs::write(

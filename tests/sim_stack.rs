@@ -414,3 +414,18 @@ async fn with_groups_a_grown_node_joins_the_smallest_group() {
     assert_eq!(st["groups"][0]["prefill"][1]["healthy"], true, "{st}");
     s.shutdown().await;
 }
+
+/// A node whose process exits before it answers (here: every node is `/bin/false`) fails the
+/// start at once with an error naming it, instead of a 30 s wait for a health check that
+/// cannot answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_exits_before_answering_is_named_at_once() {
+    let mut cfg = StackConfig::new("/bin/false");
+    cfg.toxiproxy = false;
+    let err = match Stack::start(cfg).await {
+        Ok(_) => panic!("a stack of /bin/false processes started"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("exited"), "{err}");
+    assert!(err.contains("prefill-0") || err.contains("router"), "{err}");
+}

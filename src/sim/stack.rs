@@ -299,12 +299,10 @@ pub struct Stack {
 }
 
 fn free_addr() -> Result<SocketAddr, SimError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| SimError::Spawn {
-            node: "port".into(),
-            reason: e.to_string(),
-        })
+    crate::net::free_loopback_addr().map_err(|e| SimError::Spawn {
+        node: "port".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// `decode-2`, or with groups `g1-decode-2`: the `i`th node of `role` in group `g`.
@@ -616,12 +614,27 @@ impl Stack {
             {
                 return Ok(());
             }
+            // A node that exited (it could not bind its port, say) will never answer: say so
+            // now, not after the whole wait.
+            if let Some(status) = self.exit_status(name).await {
+                return Err(SimError::Spawn {
+                    node: name.into(),
+                    reason: format!("it exited ({status}) before answering; its stderr is above"),
+                });
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(SimError::Unhealthy {
             node: name.into(),
             secs: within.as_secs(),
         })
+    }
+
+    /// How node `name`'s process ended, if it has.
+    async fn exit_status(&self, name: &str) -> Option<std::process::ExitStatus> {
+        let mut slots = self.inner.slots.lock().await;
+        let slot = slots.iter_mut().find(|s| s.name == name)?;
+        slot.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// Waits until every group of the router reports `mode`. A real router has no `/status`:

@@ -19,9 +19,7 @@ pub struct Toxi {
 impl Toxi {
     /// Starts `<binary> toxiproxy` on a free port; its API handle and its process.
     pub async fn start(binary: &Path) -> Result<(Toxi, Child), SimError> {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| SimError::Proxy(e.to_string()))?;
+        let addr = crate::net::free_loopback_addr().map_err(|e| SimError::Proxy(e.to_string()))?;
         let child = Command::new(binary)
             .args(["toxiproxy", "--listen", &addr.to_string()])
             .env(
@@ -59,9 +57,8 @@ impl Toxi {
         name: &str,
         upstream: SocketAddr,
     ) -> Result<(String, SocketAddr), SimError> {
-        let listen = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| SimError::Proxy(e.to_string()))?;
+        let listen =
+            crate::net::free_loopback_addr().map_err(|e| SimError::Proxy(e.to_string()))?;
         let body = json!({"name": name, "listen": listen.to_string(), "upstream": upstream.to_string(), "enabled": true});
         let r = self
             .client
