@@ -410,7 +410,6 @@ impl Hist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::record::ServerInfo;
 
     fn rec(
         id: u64,
@@ -422,26 +421,15 @@ mod tests {
     ) -> RequestRecord {
         RequestRecord {
             id,
-            user: 0,
-            bucket: None,
-            intended_us: sent,
-            sent_us: sent,
-            first_reasoning_us: None,
             first_answer_us: Some(sent + ttft),
             end_us: end,
             chunk_offsets_us: vec![ttft, ttft + 10_000, ttft + 30_000],
             finish_reason: Some("stop".into()),
-            usage: None,
             input_tokens: 10,
             output_tokens: out,
-            tokens_estimated: false,
             http_status: Some(200),
-            outcome,
-            error: None,
-            reasoning_chars: 0,
             answer_chars: 5,
-            server: ServerInfo::default(),
-            missing_usage: false,
+            ..RequestRecord::fixture(sent, outcome)
         }
     }
 

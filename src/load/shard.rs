@@ -332,20 +332,15 @@ mod tests {
                     user: (id % 7) as u32,
                     bucket: Some(["short", "long"][rng.random_range(0..2)].into()),
                     intended_us: sent - rng.random_range(0..3_000),
-                    sent_us: sent,
                     first_reasoning_us: reasoning.then_some(sent + ttft),
                     first_answer_us: Some(sent + ttft + if reasoning { 50_000 } else { 0 }),
                     end_us: end,
                     chunk_offsets_us: gaps,
                     finish_reason: Some("stop".into()),
-                    usage: None,
                     input_tokens: rng.random_range(1..5_000),
                     output_tokens: tokens,
                     tokens_estimated: rng.random_bool(0.1),
                     http_status: Some([200, 503, 429][rng.random_range(0..3)]),
-                    outcome,
-                    error: None,
-                    reasoning_chars: 0,
                     answer_chars: tokens * 4,
                     server: ServerInfo {
                         mode: [None, Some(PdMode::Disaggregated), Some(PdMode::PrefillOnly)]
@@ -353,6 +348,7 @@ mod tests {
                         ..ServerInfo::default()
                     },
                     missing_usage: rng.random_bool(0.05),
+                    ..RequestRecord::fixture(sent, outcome)
                 }
             })
             .collect()
