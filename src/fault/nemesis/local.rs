@@ -165,27 +165,7 @@ impl Nemesis {
                     .await
                     .map_err(|e| fail(e.0))?;
             }
-            FaultKind::Partition => {
-                for p in self.proxies(id, &spec.target)? {
-                    self.toxi(id)?
-                        .disable(&p)
-                        .await
-                        .map_err(|e| fail(e.to_string()))?;
-                }
-            }
-            FaultKind::Toxic {
-                toxic,
-                stream,
-                toxicity,
-            } => {
-                let t = toxic_info(id, toxic, *stream, *toxicity);
-                for p in self.proxies(id, &spec.target)? {
-                    self.toxi(id)?
-                        .add_toxic(&p, &t)
-                        .await
-                        .map_err(|e| fail(e.to_string()))?;
-                }
-            }
+            FaultKind::Partition | FaultKind::Toxic { .. } => self.link_calls(spec, false).await?,
             FaultKind::Evict => return Err(refused(id, "eviction needs a Kubernetes target")),
         }
         Ok(())
@@ -245,28 +225,40 @@ impl Nemesis {
                     )));
                 }
             }
-            FaultKind::Partition => {
-                for p in self.proxies(id, &spec.target)? {
-                    self.toxi(id)?
-                        .verify_enabled(&p, false)
-                        .await
-                        .map_err(|e| not(e.to_string()))?;
-                }
-            }
+            FaultKind::Partition | FaultKind::Toxic { .. } => self.link_calls(spec, true).await?,
+            FaultKind::Evict => {}
+        }
+        Ok(())
+    }
+
+    /// The Toxiproxy half of `act` (`verify` false: disable the proxies or add the toxic) and
+    /// of `verify` (read the same state back), one call per proxy the target names.
+    async fn link_calls(&self, spec: &FaultSpec, verify: bool) -> Result<(), FaultError> {
+        let id = &spec.id;
+        let toxi = self.toxi(id)?;
+        let toxic = match &spec.kind {
             FaultKind::Toxic {
                 toxic,
                 stream,
                 toxicity,
-            } => {
-                let t = toxic_info(id, toxic, *stream, *toxicity);
-                for p in self.proxies(id, &spec.target)? {
-                    self.toxi(id)?
-                        .verify_toxic(&p, &t)
-                        .await
-                        .map_err(|e| not(e.to_string()))?;
+            } => Some(toxic_info(id, toxic, *stream, *toxicity)),
+            _ => None,
+        };
+        for p in self.proxies(id, &spec.target)? {
+            let r = match (&toxic, verify) {
+                (None, false) => toxi.disable(&p).await.map(drop),
+                (None, true) => toxi.verify_enabled(&p, false).await.map(drop),
+                (Some(t), false) => toxi.add_toxic(&p, t).await.map(drop),
+                (Some(t), true) => toxi.verify_toxic(&p, t).await.map(drop),
+            };
+            r.map_err(|e| {
+                let (id, reason) = (id.clone(), e.to_string());
+                if verify {
+                    FaultError::NotInEffect { id, reason }
+                } else {
+                    FaultError::Failed { id, reason }
                 }
-            }
-            FaultKind::Evict => {}
+            })?;
         }
         Ok(())
     }
