@@ -10,12 +10,14 @@ use crate::cli::bad_input;
 use crate::report::scorecard::{self, RouterRun, Row, Scorecard};
 use crate::sim::stack::{RouterKind, find_router};
 use clap::Args;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 #[command(after_long_help = "Examples:\n  \
     pdchaos scorecard                                     every feature, builtin + sglang + vllm, writes docs/scorecard.md and .json\n  \
     pdchaos scorecard --routers sglang,vllm --features features/prefill_failure.feature --out /tmp/sc\n  \
+    pdchaos scorecard --repeat 3                          every cell from 3 runs: results that differ show as 2/3 pass\n  \
     pdchaos scorecard --no-run                            rebuild the table from the run folders of the last scorecard\n\n\
 The real routers are found as `pdchaos sim up --router` finds them ($PDCHAOS_SGLANG_ROUTER,\n\
 $PDCHAOS_VLLM_ROUTER, PATH, ./.venv/bin); their flags are in docs/routers.md.\n\
@@ -36,6 +38,10 @@ pub struct ScorecardArgs {
     /// Do not run anything: rebuild the table from the run folders already in --work.
     #[arg(long)]
     pub no_run: bool,
+    /// Runs of the feature set per router: each cell shows every run (results that differ as
+    /// `2/3 pass`, figures that differ run by run).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: u32,
 }
 
 fn router_kind(name: &str) -> Option<RouterKind> {
@@ -167,12 +173,22 @@ pub fn normalise_command(line: &str) -> String {
     out.join(" ")
 }
 
+/// Run `run` (from 1) of router `kind`: its output folder and its log.
+fn run_paths(work: &Path, kind: RouterKind, run: u32) -> (PathBuf, PathBuf) {
+    let dir = work.join(kind.as_str());
+    (
+        dir.join(format!("run-{run}")),
+        dir.join(format!("run-{run}.log")),
+    )
+}
+
 async fn run_router(
     exe: &Path,
     kind: RouterKind,
     features: &Path,
     skip: &[MultiGroup],
     work: &Path,
+    run: u32,
 ) -> anyhow::Result<()> {
     let name = kind.as_str();
     let target = work.join(format!("{name}.yaml"));
@@ -185,12 +201,15 @@ async fn run_router(
         ),
     )
     .map_err(|e| bad_input(format!("--work {}: {e}", work.display())))?;
-    let out = work.join(name);
+    let (out, log_path) = run_paths(work, kind, run);
     if out.exists() {
         std::fs::remove_dir_all(&out)
             .map_err(|e| bad_input(format!("--work {}: {e}", out.display())))?;
     }
-    let log_path = work.join(format!("{name}.log"));
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| bad_input(format!("--work {}: {e}", parent.display())))?;
+    }
     let log = std::fs::File::create(&log_path)
         .map_err(|e| bad_input(format!("--work {}: {e}", log_path.display())))?;
     let mut cmd = tokio::process::Command::new(exe);
@@ -206,7 +225,7 @@ async fn run_router(
     cmd.stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
     let started = std::time::Instant::now();
     eprintln!(
-        "scorecard: {name}: pdchaos run (log {}) ...",
+        "scorecard: {name}: run {run}: pdchaos run (log {}) ...",
         log_path.display()
     );
     let status = cmd.status().await?;
@@ -219,7 +238,7 @@ async fn run_router(
     match status.code() {
         Some(0 | 1) => {
             eprintln!(
-                "scorecard: {name}: {closing} ({:.0} s)",
+                "scorecard: {name}: run {run}: {closing} ({:.0} s)",
                 started.elapsed().as_secs_f64()
             );
             Ok(())
@@ -276,17 +295,19 @@ pub async fn run(args: ScorecardArgs) -> anyhow::Result<i32> {
         } else {
             multi.clone()
         };
-        if !args.no_run {
-            run_router(&me, *k, &args.features, &skip, &args.work).await?;
+        for run in 1..=args.repeat {
+            if !args.no_run {
+                run_router(&me, *k, &args.features, &skip, &args.work, run).await?;
+            }
+            let (dir, _) = run_paths(&args.work, *k, run);
+            let cells = scorecard::read_run(&dir).map_err(|e| {
+                bad_input(format!(
+                    "--work {}: {e} (run without --no-run, with the same --repeat)",
+                    args.work.display()
+                ))
+            })?;
+            scorecard::merge(&mut rows, name, cells);
         }
-        let dir = args.work.join(name);
-        let cells = scorecard::read_run(&dir).map_err(|e| {
-            bad_input(format!(
-                "--work {}: {e} (run without --no-run)",
-                args.work.display()
-            ))
-        })?;
-        scorecard::merge(&mut rows, name, cells);
         let skipped: Vec<(String, String)> = skip
             .iter()
             .map(|(_, s, n)| {
@@ -304,18 +325,17 @@ pub async fn run(args: ScorecardArgs) -> anyhow::Result<i32> {
                 .find(|r| &r.feature == feature && &r.scenario == s)
             {
                 Some(r) => {
-                    r.cells.insert(name.into(), scorecard::skipped(why));
+                    r.cells.insert(name.into(), vec![scorecard::skipped(why)]);
                 }
                 None => rows.push(Row {
                     feature: feature.clone(),
                     scenario: s.clone(),
-                    cells: [(name.to_string(), scorecard::skipped(why))].into(),
+                    cells: [(name.to_string(), vec![scorecard::skipped(why)])].into(),
                 }),
             }
             eprintln!("scorecard: {name}: skipped \"{s}\": {why}");
         }
-        let log =
-            std::fs::read_to_string(args.work.join(format!("{name}.log"))).unwrap_or_default();
+        let log = std::fs::read_to_string(run_paths(&args.work, *k, 1).1).unwrap_or_default();
         let command = match exe {
             None => "pdchaos sim router (the builtin router, as the local stack starts it: policy round_robin, falls back to decode-only / prefill-only)".to_string(),
             Some(_) => log
@@ -332,23 +352,29 @@ pub async fn run(args: ScorecardArgs) -> anyhow::Result<i32> {
             },
             command,
             target_file: args.work.join(format!("{name}.yaml")).display().to_string(),
-            run_dir: dir.display().to_string(),
+            run_dir: args.work.join(name).display().to_string(),
             skipped,
         });
     }
     let command = format!(
-        "pdchaos scorecard --routers {} --features {} --out {}",
+        "pdchaos scorecard --routers {} --features {} --out {}{}",
         kinds
             .iter()
             .map(|k| k.as_str())
             .collect::<Vec<_>>()
             .join(","),
         args.features.display(),
-        args.out.display()
+        args.out.display(),
+        if args.repeat > 1 {
+            format!(" --repeat {}", args.repeat)
+        } else {
+            String::new()
+        }
     );
     let card = Scorecard {
         command,
         pdchaos_version: env!("CARGO_PKG_VERSION").into(),
+        repeat: args.repeat,
         features: files.iter().map(|f| f.display().to_string()).collect(),
         routers,
         rows,
@@ -367,18 +393,24 @@ pub async fn run(args: ScorecardArgs) -> anyhow::Result<i32> {
         .map_err(|e| bad_input(format!("--out {}: {e}", json.display())))?;
     println!("scorecard: {} and {}", md.display(), json.display());
     for r in &card.routers {
-        let (mut pass, mut fail, mut skip) = (0, 0, 0);
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
         for row in &card.rows {
-            match row.cells.get(&r.router).map(|c| c.result.as_str()) {
-                Some("pass") => pass += 1,
-                Some("fail") => fail += 1,
-                Some("skipped") => skip += 1,
-                _ => {}
+            if let Some(runs) = row.cells.get(&r.router) {
+                *count.entry(scorecard::outcome(runs)).or_default() += 1;
             }
         }
+        let n = |k: &str| count.get(k).copied().unwrap_or(0);
+        let mixed = if n("mixed") > 0 {
+            format!(", {} passed in some runs only", n("mixed"))
+        } else {
+            String::new()
+        };
         println!(
-            "  {}: {pass} passed, {fail} failed, {skip} skipped",
-            r.router
+            "  {}: {} passed, {} failed{mixed}, {} skipped",
+            r.router,
+            n("pass"),
+            n("fail"),
+            n("skipped")
         );
     }
     Ok(0)
