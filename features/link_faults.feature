@@ -15,14 +15,14 @@ Feature: Partitions and link faults
 
   Scenario: The KV link is slowed
     Given a local P/D deployment with 1 prefill and 1 decode node
-    And a load of 4 concurrent users
+    # 8 users, so some KV transfer is in flight at the heal in every run (with 4 the users'
+    # lockstep often leaves none); it must finish, not wait for the 3 s KV timeout.
+    And a load of 8 concurrent users
     When the KV link is slowed by 80 ms after 1500ms for 2s
     And the load runs for 5s
     Then the success rate over the whole run is at least 99%
-    # p50, not p90: in the embedded Toxiproxy, removing a latency toxic strands the KV
-    # transfers in flight at that moment until the 3 s KV timeout (docs/toxiproxy.md), so the
-    # few requests in flight at the heal can reach 3 s. Real Toxiproxy flushes them.
-    And TTFT p50 during the fault is below 1500 ms
+    And TTFT p90 during the fault is below 1500 ms
+    And no request took longer than 2s
     And every completed answer is complete
 
   Scenario: The KV link flaps

@@ -1,161 +1,128 @@
-//! One proxy's running `noxious` engine: start (bind + accept loop), stop (drops the listener
-//! and every open connection, like a disabled Toxiproxy proxy), and toxic events over `bmrng`.
-//!
-//! The engine's own gaps are handled here: it has no `reset_peer` (mapped to a `timeout` toxic,
-//! see docs/toxiproxy.md) and its remove-all clears only upstream toxics (we remove by name).
+//! One enabled proxy: its listener, accept loop and open connections ([`link`]), and the toxics
+//! they apply. Start binds (port 0 resolves to a free port, kept by the listener), stop drops
+//! the listener and cuts every connection, like a disabled Toxiproxy proxy. Toxic changes reach
+//! live connections without closing them or losing what their toxics hold.
 
-use crate::fault::model::{Stream, Toxic};
+use super::link::{self, ToxicSet};
+use crate::fault::model::Stream;
 use crate::fault::toxiproxy::api::ToxicInfo;
-use noxious::proxy::{ProxyConfig, ProxyRunner, Runner, Toxics};
-use noxious::signal::{Close, Stop, Stopper};
-use noxious::socket::TcpListener;
-use noxious::toxic::ToxicEventResult;
-use noxious::toxic::{StreamDirection, Toxic as NxToxic, ToxicEvent, ToxicEventKind, ToxicKind};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// A started proxy; dropping it without [`Engine::stop`] leaves the accept loop running.
+/// A started proxy; dropping it without [`Engine::stop`] also cuts it (the token is cancelled),
+/// but only `stop` waits until the port and connections are gone.
 #[derive(Debug)]
 pub struct Engine {
-    stopper: Stopper,
-    events: bmrng::RequestSender<ToxicEvent, ToxicEventResult>,
-    task: JoinHandle<std::io::Result<()>>,
-    name: String,
+    addr: SocketAddr,
+    toxics: watch::Sender<Arc<ToxicSet>>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl Engine {
-    /// Binds `listen` and starts accepting, with `toxics` installed from the first connection.
+    /// Binds `listen` and starts accepting, proxying to `upstream` through `toxics`.
     pub async fn start(
-        name: &str,
         listen: &str,
         upstream: &str,
         toxics: &[ToxicInfo],
     ) -> std::io::Result<Engine> {
-        let config = ProxyConfig {
-            name: name.to_string(),
-            listen: listen.to_string(),
-            upstream: upstream.to_string(),
-            enabled: true,
-            rand_seed: None,
-        };
-        let mut initial = Toxics::empty();
-        for toxic in toxics.iter().flat_map(to_engine) {
-            match toxic.direction {
-                StreamDirection::Upstream => initial.upstream.push(toxic),
-                StreamDirection::Downstream => initial.downstream.push(toxic),
-            }
-        }
-        let (listener, shared) =
-            ProxyRunner::initialize_proxy::<TcpListener>(config, initial).await?;
-        let (stop, stopper) = Stop::new();
-        let (_close, closer) = Close::new();
-        let (events, receiver) = bmrng::channel(16);
-        let task = tokio::spawn(ProxyRunner::run_proxy(
-            listener, shared, receiver, stop, closer,
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (sender, _) = watch::channel(Arc::new(split(toxics)));
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(accept_loop(
+            listener,
+            upstream.to_string(),
+            sender.clone(),
+            stop.clone(),
+            tasks.clone(),
         ));
         Ok(Engine {
-            stopper,
-            events,
-            task,
-            name: name.to_string(),
+            addr,
+            toxics: sender,
+            stop,
+            tasks,
         })
     }
 
-    /// Stops accepting, closes every connection, and waits (bounded) until the port is free.
+    /// The bound listen address (a `:0` request resolved).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Makes `toxics` the proxy's toxics, for new and for open connections.
+    pub fn set_toxics(&self, toxics: &[ToxicInfo]) {
+        self.toxics.send_replace(Arc::new(split(toxics)));
+    }
+
+    /// Stops accepting, cuts every connection, and waits (bounded) until all are gone.
     pub async fn stop(self) {
-        self.stopper.stop();
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+        self.stop.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
             .await
             .is_err()
         {
-            task.abort();
-        }
-    }
-
-    pub async fn add(&self, toxic: &ToxicInfo) -> Result<(), String> {
-        for part in to_engine(toxic) {
-            self.send(ToxicEventKind::AddToxic(part)).await?;
-        }
-        Ok(())
-    }
-
-    /// Removes the toxic by name (and its helper slicer, if it is a bandwidth toxic).
-    pub async fn remove(&self, toxic: &ToxicInfo) -> Result<(), String> {
-        for part in to_engine(toxic) {
-            self.send(ToxicEventKind::RemoveToxic(part.name)).await?;
-        }
-        Ok(())
-    }
-
-    async fn send(&self, kind: ToxicEventKind) -> Result<(), String> {
-        let event = ToxicEvent::new(self.name.clone(), kind);
-        match self.events.send_receive(event).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("engine refused toxic change: {e}")),
-            Err(_) => Err("proxy engine is not running".to_string()),
+            tracing::warn!("proxy on {} did not stop within 5 s", self.addr);
         }
     }
 }
 
-/// The engine's form of an API toxic: one engine toxic, or two for bandwidth.
-///
-/// The engine's bandwidth toxic panics ("overflow when subtracting durations") on a chunk larger
-/// than 100 ms worth of data, because it sends 100 bytes per 100 ms step instead of rate*100.
-/// A slicer placed just before it (always active) cuts chunks to `rate * 100` bytes, so the
-/// faulty loop never runs and each chunk waits exactly `len / rate` ms, as in Toxiproxy.
-fn to_engine(info: &ToxicInfo) -> Vec<NxToxic> {
-    let direction = match info.stream {
-        Stream::Upstream => StreamDirection::Upstream,
-        Stream::Downstream => StreamDirection::Downstream,
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn split(toxics: &[ToxicInfo]) -> ToxicSet {
+    let of = |stream: Stream| {
+        toxics
+            .iter()
+            .filter(|t| t.stream == stream)
+            .cloned()
+            .collect()
     };
-    let mut out = Vec::with_capacity(2);
-    if let Toxic::Bandwidth { rate } = info.toxic
-        && rate > 0
-    {
-        out.push(NxToxic {
-            kind: ToxicKind::Slicer {
-                average_size: rate.saturating_mul(100),
-                size_variation: 0,
-                delay: 0,
-            },
-            name: format!("{}{BANDWIDTH_SLICER}", info.name),
-            toxicity: 1.0,
-            direction,
-        });
+    ToxicSet {
+        upstream: of(Stream::Upstream),
+        downstream: of(Stream::Downstream),
     }
-    out.push(NxToxic {
-        kind: engine_kind(&info.toxic),
-        name: info.name.clone(),
-        toxicity: info.toxicity,
-        direction,
-    });
-    out
 }
 
-/// Suffix of the hidden slicer that guards a bandwidth toxic (never shown by the API).
-const BANDWIDTH_SLICER: &str = "\u{0}bandwidth-slicer";
-
-fn engine_kind(toxic: &Toxic) -> ToxicKind {
-    match *toxic {
-        Toxic::Latency { latency, jitter } => ToxicKind::Latency { latency, jitter },
-        Toxic::Bandwidth { rate } => ToxicKind::Bandwidth { rate },
-        Toxic::SlowClose { delay } => ToxicKind::SlowClose { delay },
-        Toxic::Timeout { timeout } => ToxicKind::Timeout { timeout },
-        // No reset_peer in the engine: stop the data and close after the timeout (at least 1 ms,
-        // since the engine's timeout 0 means "never close").
-        Toxic::ResetPeer { timeout } => ToxicKind::Timeout {
-            timeout: timeout.max(1),
-        },
-        Toxic::Slicer {
-            average_size,
-            size_variation,
-            delay,
-        } => ToxicKind::Slicer {
-            average_size,
-            size_variation,
-            delay,
-        },
-        Toxic::LimitData { bytes } => ToxicKind::LimitData { bytes },
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: String,
+    toxics: watch::Sender<Arc<ToxicSet>>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.cancelled() => return,
+        };
+        match accepted {
+            Ok((client, _)) => {
+                tasks.spawn(link::run(
+                    client,
+                    upstream.clone(),
+                    toxics.subscribe(),
+                    stop.clone(),
+                ));
+            }
+            Err(e) => {
+                // Out of descriptors and the like: keep the proxy, retry shortly.
+                tracing::warn!("proxy accept on {upstream}: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
     }
 }

@@ -1,11 +1,15 @@
 //! The embedded Toxiproxy-compatible server: Toxiproxy's REST API ([`routes`]) over a registry
-//! of proxies ([`registry`]), each run by the `noxious` engine ([`engine`]).
+//! of proxies ([`registry`]), each run by our own proxy engine ([`engine`]): per connection
+//! ([`link`]) and direction a chain of toxics ([`chain`]) that live changes never drain or
+//! reorder.
 //!
 //! [`RunningServer::start`] binds the API (use port 0 in tests), serves until
 //! [`RunningServer::shutdown`] (or drop), and on shutdown stops every proxy so no port or
 //! connection outlives it.
 
+mod chain;
 mod engine;
+mod link;
 mod registry;
 mod routes;
 

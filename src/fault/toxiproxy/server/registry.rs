@@ -34,14 +34,23 @@ struct Entry {
     engine: Option<Engine>,
 }
 
+impl Entry {
+    /// Hands the toxic list to the running engine (open connections apply it at once).
+    fn sync_toxics(&self) {
+        if let Some(engine) = &self.engine {
+            engine.set_toxics(&self.info.toxics);
+        }
+    }
+}
+
 /// All proxies of one server.
 #[derive(Debug, Default)]
 pub struct Registry {
     proxies: Mutex<BTreeMap<String, Entry>>,
 }
 
-/// Resolves a `:0` listen address to the free port it gets, so the API reports (and re-enabling
-/// reuses) a real address, as Toxiproxy does.
+/// Resolves a `:0` listen address of a proxy created disabled (nothing listens yet) to a free
+/// port, so the API reports (and enabling reuses) a real address, as Toxiproxy does.
 async fn resolve_listen(listen: &str) -> Result<String, ApiError> {
     let probe = tokio::net::TcpListener::bind(listen)
         .await
@@ -52,10 +61,14 @@ async fn resolve_listen(listen: &str) -> Result<String, ApiError> {
     Ok(addr.to_string())
 }
 
-async fn start(info: &ProxyInfo) -> Result<Engine, ApiError> {
-    Engine::start(&info.name, &info.listen, &info.upstream, &info.toxics)
+/// Starts the proxy's engine; a `:0` listen address becomes the port the engine bound (and
+/// keeps bound: no other process can take it in between).
+async fn start(info: &mut ProxyInfo) -> Result<Engine, ApiError> {
+    let engine = Engine::start(&info.listen, &info.upstream, &info.toxics)
         .await
-        .map_err(|e| ApiError::new(500, format!("listen {}: {e}", info.listen)))
+        .map_err(|e| ApiError::new(500, format!("listen {}: {e}", info.listen)))?;
+    info.listen = engine.addr().to_string();
+    Ok(engine)
 }
 
 impl Registry {
@@ -89,16 +102,17 @@ impl Registry {
         } else {
             &new.listen
         };
-        let info = ProxyInfo {
-            listen: resolve_listen(listen).await?,
+        let mut info = ProxyInfo {
+            listen: listen.to_string(),
             name: new.name,
             upstream: new.upstream,
             enabled: new.enabled,
             toxics: Vec::new(),
         };
         let engine = if info.enabled {
-            Some(start(&info).await?)
+            Some(start(&mut info).await?)
         } else {
+            info.listen = resolve_listen(listen).await?;
             None
         };
         map.insert(
@@ -116,13 +130,16 @@ impl Registry {
         let entry = map.get_mut(name).ok_or_else(ApiError::proxy_not_found)?;
         let mut next = entry.info.clone();
         if let Some(listen) = patch.listen.filter(|l| *l != entry.info.listen) {
-            next.listen = resolve_listen(&listen).await?;
+            next.listen = listen;
         }
         if let Some(upstream) = patch.upstream {
             next.upstream = upstream;
         }
         if let Some(enabled) = patch.enabled {
             next.enabled = enabled;
+        }
+        if !next.enabled && next.listen != entry.info.listen {
+            next.listen = resolve_listen(&next.listen).await?;
         }
         let moved = next.listen != entry.info.listen || next.upstream != entry.info.upstream;
         if (moved || !next.enabled)
@@ -131,7 +148,7 @@ impl Registry {
             engine.stop().await;
         }
         if next.enabled && entry.engine.is_none() {
-            match start(&next).await {
+            match start(&mut next).await {
                 Ok(engine) => entry.engine = Some(engine),
                 Err(e) => {
                     // Report what is true: the proxy is not running.
@@ -176,17 +193,12 @@ impl Registry {
         if entry.info.toxics.iter().any(|t| t.name == toxic.name) {
             return Err(ApiError::new(409, "toxic already exists"));
         }
-        if let Some(engine) = &entry.engine {
-            engine
-                .add(&toxic)
-                .await
-                .map_err(|e| ApiError::new(500, e))?;
-        }
         entry.info.toxics.push(toxic.clone());
+        entry.sync_toxics();
         Ok(toxic)
     }
 
-    /// Replaces a toxic (same name); the engine gets remove + add so a stream change works too.
+    /// Replaces a toxic (same name), in place: live connections re-time what it holds.
     pub async fn replace_toxic(
         &self,
         proxy: &str,
@@ -200,17 +212,8 @@ impl Registry {
             .iter_mut()
             .find(|t| t.name == toxic.name)
             .ok_or_else(ApiError::toxic_not_found)?;
-        if let Some(engine) = &entry.engine {
-            engine
-                .remove(slot)
-                .await
-                .map_err(|e| ApiError::new(500, e))?;
-            engine
-                .add(&toxic)
-                .await
-                .map_err(|e| ApiError::new(500, e))?;
-        }
         *slot = toxic.clone();
+        entry.sync_toxics();
         Ok(toxic)
     }
 
@@ -223,36 +226,24 @@ impl Registry {
             .iter()
             .position(|t| t.name == toxic)
             .ok_or_else(ApiError::toxic_not_found)?;
-        if let Some(engine) = &entry.engine {
-            engine
-                .remove(&entry.info.toxics[index])
-                .await
-                .map_err(|e| ApiError::new(500, e))?;
-        }
         entry.info.toxics.remove(index);
+        entry.sync_toxics();
         Ok(())
     }
 
-    /// `POST /reset`: every proxy enabled and every toxic removed (by name, in both streams).
+    /// `POST /reset`: every proxy enabled and every toxic removed (both streams).
     pub async fn reset(&self) -> Result<(), ApiError> {
         let mut map = self.proxies.lock().await;
         for entry in map.values_mut() {
-            if let Some(engine) = &entry.engine {
-                for toxic in &entry.info.toxics {
-                    engine
-                        .remove(toxic)
-                        .await
-                        .map_err(|e| ApiError::new(500, e))?;
-                }
-            }
             entry.info.toxics.clear();
+            entry.sync_toxics();
             if entry.engine.is_none() {
-                let enabled = ProxyInfo {
+                let mut enabled = ProxyInfo {
                     enabled: true,
                     ..entry.info.clone()
                 };
-                entry.engine = Some(start(&enabled).await?);
-                entry.info.enabled = true;
+                entry.engine = Some(start(&mut enabled).await?);
+                entry.info = enabled;
             }
         }
         Ok(())
