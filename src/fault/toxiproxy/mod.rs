@@ -1,6 +1,6 @@
 //! Toxiproxy: the wire types of its REST API ([`api`]), an async typed client that checks every
-//! status and reads state back ([`client`]), and an embedded Toxiproxy-compatible server built on
-//! the `noxious` proxy engine ([`server`]) for local runs (`pdchaos toxiproxy`, [`cli`]).
+//! status and reads state back ([`client`]), and an embedded Toxiproxy-compatible server with a
+//! proxy engine of our own ([`server`]) for local runs (`pdchaos toxiproxy`, [`cli`]).
 
 pub mod api;
 pub mod cli;
