@@ -429,3 +429,49 @@ async fn a_node_that_exits_before_answering_is_named_at_once() {
     assert!(err.contains("exited"), "{err}");
     assert!(err.contains("prefill-0") || err.contains("router"), "{err}");
 }
+
+/// `nodes()` is sync (the fault layer calls it from `NodeControl`) and must never miss a node:
+/// read in a tight loop from another thread while scalings grow, stop and restart slots, every
+/// snapshot lists every node, grown ones once they exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_lists_every_node_while_a_scale_is_in_progress() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut cfg = StackConfig::new(env!("CARGO_BIN_EXE_pdchaos"));
+    cfg.decode = 2;
+    cfg.toxiproxy = false;
+    let s = Stack::start(cfg).await.expect("stack starts");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let (s, stop) = (s.clone(), stop.clone());
+        move || {
+            let start = ["prefill-0", "decode-0", "decode-1", "router"];
+            let (mut reads, mut wrong) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let names: Vec<String> = s.nodes().into_iter().map(|n| n.name).collect();
+                reads += 1;
+                let complete = start.iter().all(|n| names.iter().any(|m| m == n))
+                    && names
+                        .iter()
+                        .all(|n| start.contains(&n.as_str()) || n == "decode-2");
+                if !complete && wrong.len() < 5 {
+                    wrong.push(names);
+                }
+            }
+            (reads, wrong)
+        }
+    });
+    s.scale(Role::Decode, 3).await.expect("grows");
+    s.scale(Role::Decode, 1).await.expect("shrinks");
+    s.scale(Role::Decode, 2).await.expect("grows back");
+    stop.store(true, Ordering::Relaxed);
+    let (reads, wrong) = reader.join().unwrap();
+    assert!(reads > 100, "only {reads} reads during the scalings");
+    assert!(wrong.is_empty(), "{reads} reads, incomplete: {wrong:?}");
+    let names: Vec<String> = s.nodes().into_iter().map(|n| n.name).collect();
+    assert_eq!(
+        names,
+        ["prefill-0", "decode-0", "decode-1", "router", "decode-2"]
+    );
+    s.shutdown().await;
+}

@@ -11,9 +11,7 @@ use super::Stack;
 
 impl NodeControl for Stack {
     fn nodes(&self) -> Vec<NodeProcess> {
-        let slots = self.inner.slots.try_lock();
-        let Ok(slots) = slots else { return Vec::new() };
-        slots
+        self.slots()
             .iter()
             .filter(|s| s.name != "toxiproxy")
             .map(|s| NodeProcess {
@@ -28,8 +26,7 @@ impl NodeControl for Stack {
     fn kill<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
         Box::pin(async move {
             let mut child = self
-                .with_slot(name, |s| s.child.take())
-                .await?
+                .with_slot(name, |s| s.child.take())?
                 .ok_or_else(|| ControlError(format!("{name} is not running")))?;
             child
                 .kill()
@@ -45,8 +42,7 @@ impl NodeControl for Stack {
     ) -> BoxFuture<'a, Result<(), ControlError>> {
         Box::pin(async move {
             let mut child = self
-                .with_slot(name, |s| s.child.take())
-                .await?
+                .with_slot(name, |s| s.child.take())?
                 .ok_or_else(|| ControlError(format!("{name} is not running")))?;
             if let Some(pid) = child.id() {
                 crate::sim::proc::signal(pid, nix::sys::signal::Signal::SIGTERM);
@@ -76,16 +72,15 @@ impl NodeControl for Stack {
 
     fn restart<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
         Box::pin(async move {
-            let (old, args, http) = self
-                .with_slot(name, |s| (s.child.take(), s.args.clone(), s.http))
-                .await?;
+            let (old, args, http) =
+                self.with_slot(name, |s| (s.child.take(), s.args.clone(), s.http))?;
             if let Some(mut c) = old {
                 let _ = c.kill().await;
             }
             let child = self
                 .spawn(name, &args)
                 .map_err(|e| ControlError(e.to_string()))?;
-            self.with_slot(name, |s| s.child = Some(child)).await?;
+            self.with_slot(name, |s| s.child = Some(child))?;
             self.wait_healthy(name, http, Duration::from_secs(20))
                 .await
                 .map_err(|e| ControlError(e.to_string()))?;
@@ -93,10 +88,7 @@ impl NodeControl for Stack {
                 // A restarted router knows only its start layout: tell it of the running nodes
                 // that scaling added.
                 let grown: Vec<String> = self
-                    .inner
-                    .slots
-                    .lock()
-                    .await
+                    .slots()
                     .iter()
                     .filter(|s| s.grown && s.child.is_some())
                     .map(|s| s.name.clone())

@@ -58,7 +58,9 @@ struct Slot {
 
 struct Inner {
     cfg: StackConfig,
-    slots: Mutex<Vec<Slot>>,
+    /// A std mutex, never held across an await: `nodes()` is sync and must always see every
+    /// slot, so every holder is short and none can leave it locked while it waits.
+    slots: std::sync::Mutex<Vec<Slot>>,
     router_addr: SocketAddr,
     /// Grows when the stack scales a role beyond its start layout.
     proxies: std::sync::Mutex<Vec<LinkProxy>>,
@@ -214,7 +216,7 @@ impl Stack {
         let stack = Stack {
             inner: Arc::new(Inner {
                 cfg,
-                slots: Mutex::new(Vec::new()),
+                slots: std::sync::Mutex::new(Vec::new()),
                 router_addr,
                 proxies: std::sync::Mutex::new(proxies),
                 toxi,
@@ -225,7 +227,7 @@ impl Stack {
             }),
         };
         {
-            let mut guard = stack.inner.slots.lock().await;
+            let mut guard = stack.slots();
             if let Some(t) = toxi_slot.take() {
                 guard.push(t);
             }
@@ -235,10 +237,7 @@ impl Stack {
             }
         }
         let names: Vec<(String, SocketAddr)> = stack
-            .inner
-            .slots
-            .lock()
-            .await
+            .slots()
             .iter()
             .map(|s| (s.name.clone(), s.http))
             .collect();
@@ -288,7 +287,7 @@ impl Stack {
             }
             // A node that exited (it could not bind its port, say) will never answer: say so
             // now, not after the whole wait.
-            if let Some(status) = self.exit_status(name).await {
+            if let Some(status) = self.exit_status(name) {
                 return Err(SimError::Spawn {
                     node: name.into(),
                     reason: format!("it exited ({status}) before answering; its stderr is above"),
@@ -303,8 +302,8 @@ impl Stack {
     }
 
     /// How node `name`'s process ended, if it has.
-    async fn exit_status(&self, name: &str) -> Option<std::process::ExitStatus> {
-        let mut slots = self.inner.slots.lock().await;
+    fn exit_status(&self, name: &str) -> Option<std::process::ExitStatus> {
+        let mut slots = self.slots();
         let slot = slots.iter_mut().find(|s| s.name == name)?;
         slot.child.as_mut()?.try_wait().ok().flatten()
     }
@@ -326,10 +325,7 @@ impl Stack {
 
     /// The pids of every running process (for leak checks).
     pub async fn pids(&self) -> Vec<u32> {
-        self.inner
-            .slots
-            .lock()
-            .await
+        self.slots()
             .iter()
             .filter_map(|s| s.child.as_ref().and_then(Child::id))
             .collect()
@@ -337,23 +333,31 @@ impl Stack {
 
     /// Kills every process and waits for each to exit.
     pub async fn shutdown(&self) {
-        let mut slots = self.inner.slots.lock().await;
-        for s in slots.iter_mut() {
-            if let Some(mut c) = s.child.take() {
-                if let Some(pid) = c.id() {
-                    crate::sim::proc::signal(pid, nix::sys::signal::Signal::SIGCONT);
-                }
-                let _ = c.kill().await;
+        let children: Vec<Child> = self
+            .slots()
+            .iter_mut()
+            .filter_map(|s| s.child.take())
+            .collect();
+        for mut c in children {
+            if let Some(pid) = c.id() {
+                crate::sim::proc::signal(pid, nix::sys::signal::Signal::SIGCONT);
             }
+            let _ = c.kill().await;
         }
     }
 
-    async fn with_slot<T>(
-        &self,
-        name: &str,
-        f: impl FnOnce(&mut Slot) -> T,
-    ) -> Result<T, ControlError> {
-        let mut slots = self.inner.slots.lock().await;
+    /// The slots, locked for a moment: the guard is not `Send`, so it cannot be held across an
+    /// await in the stack's futures. A panic while holding it left the slots whole (every
+    /// change is one push or one field), so a poisoned lock is used as it is.
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn with_slot<T>(&self, name: &str, f: impl FnOnce(&mut Slot) -> T) -> Result<T, ControlError> {
+        let mut slots = self.slots();
         let slot = slots
             .iter_mut()
             .find(|s| s.name == name)
@@ -361,8 +365,7 @@ impl Stack {
         Ok(f(slot))
     }
     async fn pid_of(&self, name: &str) -> Result<u32, ControlError> {
-        self.with_slot(name, |s| s.child.as_ref().and_then(Child::id))
-            .await?
+        self.with_slot(name, |s| s.child.as_ref().and_then(Child::id))?
             .ok_or_else(|| ControlError(format!("{name} is not running")))
     }
 }

@@ -110,7 +110,7 @@ impl Stack {
     /// A worker's own `/status` (name, role, counters), read directly, not through a proxy.
     pub async fn worker_status(&self, name: &str) -> Result<serde_json::Value, SimError> {
         let listen = {
-            let slots = self.inner.slots.lock().await;
+            let slots = self.slots();
             let s = slots
                 .iter()
                 .find(|s| s.name == name && s.role != Role::Router)

@@ -11,16 +11,15 @@ use super::{RouterKind, Stack};
 
 impl Stack {
     /// The worker spec, group and role of node `name`.
-    async fn worker_of(&self, name: &str) -> Result<(WorkerSpec, u32, Role), ControlError> {
-        self.with_slot(name, |s| s.worker.clone().map(|w| (w, s.group, s.role)))
-            .await?
+    fn worker_of(&self, name: &str) -> Result<(WorkerSpec, u32, Role), ControlError> {
+        self.with_slot(name, |s| s.worker.clone().map(|w| (w, s.group, s.role)))?
             .ok_or_else(|| ControlError(format!("{name} is not a worker")))
     }
 
     /// Tells the router to route to `name` (builtin: `POST /workers`; SGLang's gateway: its
     /// `POST /workers` with `worker_type` and, for prefill, `bootstrap_port`).
     pub(super) async fn register(&self, name: &str) -> Result<(), ControlError> {
-        let (w, group, role) = self.worker_of(name).await?;
+        let (w, group, role) = self.worker_of(name)?;
         let body = match self.inner.cfg.router {
             RouterKind::Builtin => serde_json::json!({
                 "group": format!("g{group}"), "role": role.as_str(), "worker": w,
@@ -58,7 +57,7 @@ impl Stack {
     /// end; with SGLang's gateway, until it no longer lists the node. A worker the router does
     /// not list is already removed.
     pub(super) async fn deregister(&self, name: &str) -> Result<(), ControlError> {
-        let (w, _, _) = self.worker_of(name).await?;
+        let (w, _, _) = self.worker_of(name)?;
         let base = format!("http://{}", self.inner.router_addr);
         let url = match self.inner.cfg.router {
             RouterKind::Builtin => format!("{base}/workers/{name}?drain_ms=2000"),
@@ -130,7 +129,7 @@ impl Stack {
         name: &str,
         within: Duration,
     ) -> Result<(), ControlError> {
-        let (w, _, _) = self.worker_of(name).await?;
+        let (w, _, _) = self.worker_of(name)?;
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Ok(Some(entry)) = self.router_worker(&w.url).await

@@ -12,12 +12,12 @@ use super::{RouterKind, Stack};
 impl Stack {
     pub(super) async fn scale_role(&self, role: Role, replicas: usize) -> Result<(), ControlError> {
         let _one_at_a_time = self.inner.scaling.lock().await;
-        let have = self.role_slots(role).await.len();
+        let have = self.role_slots(role).len();
         if replicas > have {
             self.grow(role, replicas - have).await?;
         }
         let mut started = Vec::new();
-        for (i, (name, running, grown)) in self.role_slots(role).await.into_iter().enumerate() {
+        for (i, (name, running, grown)) in self.role_slots(role).into_iter().enumerate() {
             match (i < replicas, running) {
                 (true, false) => {
                     self.restart(&name).await?;
@@ -46,11 +46,8 @@ impl Stack {
     }
 
     /// (name, running, grown) of every node of `role`, in slot order.
-    async fn role_slots(&self, role: Role) -> Vec<(String, bool, bool)> {
-        self.inner
-            .slots
-            .lock()
-            .await
+    fn role_slots(&self, role: Role) -> Vec<(String, bool, bool)> {
+        self.slots()
             .iter()
             .filter(|s| s.role == role && s.name != "toxiproxy")
             .map(|s| (s.name.clone(), s.child.is_some(), s.grown))
@@ -75,7 +72,7 @@ impl Stack {
         }
         for _ in 0..n {
             let (group, index) = {
-                let slots = self.inner.slots.lock().await;
+                let slots = self.slots();
                 let count = |g: u32| {
                     slots
                         .iter()
@@ -96,7 +93,7 @@ impl Stack {
                 Ok(mut p) => p.extend(w.proxies),
                 Err(poisoned) => poisoned.into_inner().extend(w.proxies),
             }
-            self.inner.slots.lock().await.push(w.slot);
+            self.slots().push(w.slot);
         }
         Ok(())
     }
