@@ -85,20 +85,7 @@ impl NodeControl for Stack {
                 .await
                 .map_err(|e| ControlError(e.to_string()))?;
             if name == "router" {
-                // A restarted router knows only its start layout: tell it of the running nodes
-                // that scaling added.
-                let grown: Vec<String> = self
-                    .slots()
-                    .iter()
-                    .filter(|s| s.grown && s.child.is_some())
-                    .map(|s| s.name.clone())
-                    .collect();
-                for n in &grown {
-                    self.register(n).await?;
-                }
-                for n in &grown {
-                    self.wait_routed(n, Duration::from_secs(30)).await?;
-                }
+                self.relist().await?;
             }
             Ok(())
         })
@@ -106,9 +93,10 @@ impl NodeControl for Stack {
 
     /// Starts or stops nodes of `role` (in slot order) until `replicas` run. Beyond the start
     /// layout it makes new nodes (`decode-3`, ...; with groups in the group with the fewest),
-    /// with their proxies, and tells the router of them; stopping such a node removes it from
-    /// the router first and lets its streams drain. Returns once every started node is
-    /// healthy and the router routes to it.
+    /// with their proxies. A node it stops is removed from the router first and its streams
+    /// drain; a node it starts is told to the router again (behind vllm-router, which takes no
+    /// changes, only the start layout scales). Returns once every started node is healthy and
+    /// the router routes to it.
     fn scale<'a>(&'a self, role: Role, replicas: usize) -> BoxFuture<'a, Result<(), ControlError>> {
         Box::pin(async move { self.scale_role(role, replicas).await })
     }

@@ -52,8 +52,13 @@ struct Slot {
     child: Option<Child>,
     /// What the router is told about this worker (None for the router and Toxiproxy).
     worker: Option<WorkerSpec>,
-    /// Started by `scale` beyond the start layout: the router is told of it while it runs.
+    /// Made by `scale` beyond the start layout: the router's config does not list it, so a
+    /// restarted router is told of it again.
     grown: bool,
+    /// The router routes to this worker: the start layout from the router's config, a grown
+    /// node once registered. `scale` removes a node it stops and adds it back when it starts it
+    /// again (not behind vllm-router, which takes no changes: there it stays true).
+    listed: bool,
 }
 
 struct Inner {
@@ -202,6 +207,7 @@ impl Stack {
             child: None,
             worker: None,
             grown: false,
+            listed: false,
         });
         let mut toxi_slot = toxi.as_ref().zip(toxi_child).map(|(t, c)| Slot {
             name: "toxiproxy".into(),
@@ -212,6 +218,7 @@ impl Stack {
             child: Some(c),
             worker: None,
             grown: false,
+            listed: false,
         });
         let stack = Stack {
             inner: Arc::new(Inner {

@@ -94,6 +94,9 @@ impl Stack {
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                // Its removal does not drain: streams it sent before run on, and stopping the
+                // node now would cut them. Wait for the node itself to go quiet.
+                self.wait_idle(name, Duration::from_secs(2)).await;
             }
             return Ok(());
         }
@@ -144,6 +147,63 @@ impl Stack {
                     within.as_secs()
                 )));
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Brings a restarted router, which knows only its config (the start layout), back to the
+    /// workers the stack had it route to: the running grown nodes are added again and the
+    /// start-layout nodes `scale` took off are removed again. A grown node that is not running
+    /// is left off (the next scale-up adds it).
+    pub(super) async fn relist(&self) -> Result<(), ControlError> {
+        let (mut add, mut remove) = (Vec::new(), Vec::new());
+        for s in self.slots().iter_mut().filter(|s| s.worker.is_some()) {
+            match (s.grown, s.listed, s.child.is_some()) {
+                (true, true, true) => add.push(s.name.clone()),
+                (true, true, false) => s.listed = false,
+                (false, false, _) => remove.push(s.name.clone()),
+                _ => {}
+            }
+        }
+        for n in &remove {
+            self.deregister(n).await?;
+        }
+        for n in &add {
+            self.register(n).await?;
+        }
+        for n in &add {
+            self.wait_routed(n, Duration::from_secs(30)).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits, at most `within`, until worker `name` is idle by its own `/status`: nothing
+    /// queued, in the decode batch or held for a KV transfer, and no request arrived for 200 ms.
+    /// Like our router's drain, it gives up quietly after `within`: stopping the node then cuts
+    /// what still runs, and the records show it.
+    async fn wait_idle(&self, name: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut quiet_since: Option<(u64, tokio::time::Instant)> = None;
+        while tokio::time::Instant::now() < deadline {
+            let Ok(st) = self.worker_status(name).await else {
+                return; // not answering: nothing left to drain
+            };
+            let m = &st["metrics"];
+            let busy = st["batch_running"].as_u64().unwrap_or(0)
+                + m["queue_depth"].as_u64().unwrap_or(0)
+                + m["kv_bytes_held"].as_u64().unwrap_or(0);
+            let total = m["requests_total"].as_u64().unwrap_or(0);
+            let now = tokio::time::Instant::now();
+            quiet_since = match quiet_since {
+                _ if busy > 0 => None,
+                Some((t, since)) if t == total => {
+                    if now - since >= Duration::from_millis(200) {
+                        return;
+                    }
+                    Some((t, since))
+                }
+                _ => Some((total, now)),
+            };
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

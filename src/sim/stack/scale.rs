@@ -9,48 +9,74 @@ use std::time::Duration;
 use super::workers::{new_worker, node_name};
 use super::{RouterKind, Stack};
 
+/// One node of the role being scaled, as `scale_role` finds it.
+struct RoleSlot {
+    name: String,
+    running: bool,
+    /// A worker (the router is told of it), not the router itself.
+    worker: bool,
+    listed: bool,
+}
+
 impl Stack {
+    /// After it returns, the first `replicas` nodes of `role` (in slot order) run and the router
+    /// routes to each; every other node of `role` is stopped and, first, removed from the router
+    /// with its streams drained. A start-layout node is treated like a grown one, except behind
+    /// vllm-router, which takes no changes: there a stopped node stays listed and its health
+    /// checks mark it down.
     pub(super) async fn scale_role(&self, role: Role, replicas: usize) -> Result<(), ControlError> {
         let _one_at_a_time = self.inner.scaling.lock().await;
         let have = self.role_slots(role).len();
         if replicas > have {
             self.grow(role, replicas - have).await?;
         }
+        let edits = self.inner.cfg.router != RouterKind::Vllm;
         let mut started = Vec::new();
-        for (i, (name, running, grown)) in self.role_slots(role).into_iter().enumerate() {
-            match (i < replicas, running) {
-                (true, false) => {
-                    self.restart(&name).await?;
-                    if grown {
-                        self.register(&name).await?;
-                    }
-                    started.push((name, grown));
+        for (i, n) in self.role_slots(role).into_iter().enumerate() {
+            if i < replicas {
+                if !n.running {
+                    self.restart(&n.name).await?;
                 }
-                (false, true) => {
-                    if grown {
-                        self.deregister(&name).await?;
-                    }
-                    self.stop(&name, Duration::from_secs(2)).await?;
+                let add = edits && n.worker && !n.listed;
+                if add {
+                    self.register(&n.name).await?;
+                    self.with_slot(&n.name, |s| s.listed = true)?;
                 }
-                _ => {}
+                if n.worker && (!n.running || add) {
+                    started.push((n.name, add));
+                }
+            } else {
+                if edits && n.worker && n.listed {
+                    // Off the router first, so no new request goes to a node about to stop.
+                    self.deregister(&n.name).await?;
+                    self.with_slot(&n.name, |s| s.listed = false)?;
+                }
+                if n.running {
+                    self.stop(&n.name, Duration::from_secs(2)).await?;
+                }
             }
         }
-        for (name, grown) in started {
-            // A real router takes back a restarted start-layout node by its own health checks,
-            // as it always has; a grown one, and every node behind our router, is read back.
-            if grown || self.inner.cfg.router == RouterKind::Builtin {
+        for (name, added) in started {
+            // vllm-router takes back a restarted node by its own health checks, as it always
+            // has; a node we added, and every node behind our router, is read back.
+            if added || self.inner.cfg.router == RouterKind::Builtin {
                 self.wait_routed(&name, Duration::from_secs(30)).await?;
             }
         }
         Ok(())
     }
 
-    /// (name, running, grown) of every node of `role`, in slot order.
-    fn role_slots(&self, role: Role) -> Vec<(String, bool, bool)> {
+    /// Every node of `role`, in slot order.
+    fn role_slots(&self, role: Role) -> Vec<RoleSlot> {
         self.slots()
             .iter()
             .filter(|s| s.role == role && s.name != "toxiproxy")
-            .map(|s| (s.name.clone(), s.child.is_some(), s.grown))
+            .map(|s| RoleSlot {
+                name: s.name.clone(),
+                running: s.child.is_some(),
+                worker: s.worker.is_some(),
+                listed: s.listed,
+            })
             .collect()
     }
 
@@ -89,6 +115,7 @@ impl Stack {
                 .await
                 .map_err(|e| ControlError(e.to_string()))?;
             w.slot.grown = true;
+            w.slot.listed = false;
             match self.inner.proxies.lock() {
                 Ok(mut p) => p.extend(w.proxies),
                 Err(poisoned) => poisoned.into_inner().extend(w.proxies),

@@ -111,6 +111,7 @@ pub(super) async fn new_worker(
             child: None,
             worker: Some(spec.clone()),
             grown: false,
+            listed: true,
         },
         spec,
         proxies,
