@@ -4,6 +4,7 @@
 use pdchaos::fault::control::NodeControl;
 use pdchaos::fault::model::Link;
 use pdchaos::fault::toxiproxy::ToxiproxyClient;
+use pdchaos::load::record::RequestRecord;
 use pdchaos::load::{self, LoadConfig, Summary};
 use pdchaos::pd::Role;
 use pdchaos::sim::proc;
@@ -220,6 +221,56 @@ async fn decode_rate_falls_as_the_decode_batch_grows() {
     s.shutdown().await;
 }
 
+/// A closed-loop load of 4 users running in the background until `finish`.
+struct Background {
+    cancel: CancellationToken,
+    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<Result<Vec<RequestRecord>, load::LoadError>>,
+}
+
+impl Background {
+    fn start(s: &Stack) -> Background {
+        let mut cfg = config(s, 4, 0);
+        cfg.max_requests = None;
+        cfg.duration = Some(Duration::from_secs(60));
+        let cancel = CancellationToken::new();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn({
+            let (cancel, done) = (cancel.clone(), done.clone());
+            async move {
+                load::run(cfg, cancel, move |_| {
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })
+                .await
+            }
+        });
+        Background { cancel, done, task }
+    }
+
+    /// Requests finished so far.
+    fn done(&self) -> u64 {
+        self.done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `n` requests finished; a load stalled for 30 s fails the test.
+    async fn wait_for(&self, n: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.done() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the load stalled at {} requests",
+                self.done()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn finish(self) -> Vec<RequestRecord> {
+        self.cancel.cancel();
+        self.task.await.unwrap().unwrap()
+    }
+}
+
 fn served_by(recs: &[pdchaos::load::record::RequestRecord], decode: &str) -> usize {
     recs.iter()
         .filter(|r| r.server.decode.as_deref() == Some(decode))
@@ -231,38 +282,9 @@ fn served_by(recs: &[pdchaos::load::record::RequestRecord], decode: &str) -> usi
 /// request; scaling back stops and reaps them; scaling up again reuses their slots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decode_scales_beyond_the_start_layout_under_load_and_back() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
     let s = stack(1, 1).await;
-    let mut cfg = config(&s, 4, 0);
-    cfg.max_requests = None;
-    cfg.duration = Some(Duration::from_secs(60));
-    let cancel = CancellationToken::new();
-    let done = Arc::new(AtomicU64::new(0));
-    let load = tokio::spawn({
-        let (cancel, done) = (cancel.clone(), done.clone());
-        async move {
-            load::run(cfg, cancel, move |_| {
-                done.fetch_add(1, Ordering::Relaxed);
-            })
-            .await
-        }
-    });
-    let wait_for = |n: u64| {
-        let done = done.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while done.load(Ordering::Relaxed) < n {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the load stalled at {} requests",
-                    done.load(Ordering::Relaxed)
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    wait_for(8).await;
+    let load = Background::start(&s);
+    load.wait_for(8).await;
     s.scale(Role::Decode, 3)
         .await
         .expect("scales beyond the layout");
@@ -296,10 +318,8 @@ async fn decode_scales_beyond_the_start_layout_under_load_and_back() {
             .unwrap_or_else(|| panic!("no router->{n} proxy in {proxies:?}"));
         toxi.verify_enabled(&p.proxy, true).await.unwrap();
     }
-    let at_scale = done.load(Ordering::Relaxed);
-    wait_for(at_scale + 45).await;
-    cancel.cancel();
-    let recs = load.await.unwrap().unwrap();
+    load.wait_for(load.done() + 45).await;
+    let recs = load.finish().await;
     let sum = load::summarize(&recs, None);
     assert_eq!(sum.requests.failed, 0, "{:?}", sum.outcomes);
     assert_eq!(sum.requests.ok, recs.len() as u64);
@@ -366,6 +386,166 @@ async fn decode_scales_beyond_the_start_layout_under_load_and_back() {
     }
 }
 
+/// The builtin router's `GET /workers` names, in order.
+async fn routed(s: &Stack) -> Vec<(String, bool)> {
+    let base = s.base_url();
+    let url = format!("{}/workers", base.trim_end_matches("/v1"));
+    let v: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().to_string(),
+                w["healthy"] == true,
+            )
+        })
+        .collect()
+}
+
+/// Below the start layout: scaling decode 2 -> 1 under load removes the stopped start-layout
+/// node from the router (drained first, so no request fails), not just lets health checks
+/// mark it down; scaling back to 2 starts it again, the router lists it again and it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decode_scales_below_the_start_layout_under_load_and_back() {
+    let s = stack(1, 2).await;
+    let load = Background::start(&s);
+    load.wait_for(8).await;
+    s.scale(Role::Decode, 1)
+        .await
+        .expect("scales below the layout");
+    let shrunk = pdchaos::clock::now_us();
+    let names: Vec<String> = routed(&s).await.into_iter().map(|w| w.0).collect();
+    assert_eq!(
+        names,
+        ["prefill-0", "decode-0"],
+        "decode-1 is off the router"
+    );
+    let decode_1 = s
+        .nodes()
+        .into_iter()
+        .find(|n| n.name == "decode-1")
+        .unwrap();
+    assert_eq!(decode_1.pid, None, "decode-1 is stopped");
+    load.wait_for(load.done() + 16).await;
+
+    s.scale(Role::Decode, 2).await.expect("scales back");
+    let grown = pdchaos::clock::now_us();
+    assert_eq!(
+        routed(&s).await,
+        [
+            ("prefill-0".to_string(), true),
+            ("decode-0".to_string(), true),
+            ("decode-1".to_string(), true)
+        ]
+    );
+    load.wait_for(load.done() + 24).await;
+    let recs = load.finish().await;
+    let sum = load::summarize(&recs, None);
+    assert_eq!(sum.requests.failed, 0, "{:?}", sum.outcomes);
+    assert_eq!(sum.requests.ok, recs.len() as u64);
+    let sent_between = |from: u64, to: u64| -> Vec<RequestRecord> {
+        recs.iter()
+            .filter(|r| r.sent_us >= from && r.sent_us < to)
+            .cloned()
+            .collect()
+    };
+    let shrunk_recs = sent_between(shrunk, grown);
+    assert!(
+        shrunk_recs.len() >= 12,
+        "{} requests at 1 decode",
+        shrunk_recs.len()
+    );
+    assert_eq!(served_by(&shrunk_recs, "decode-0"), shrunk_recs.len());
+    let after = sent_between(grown, u64::MAX);
+    assert!(
+        served_by(&after, "decode-1") >= 4,
+        "decode-1 served {} of {} after scaling back",
+        served_by(&after, "decode-1"),
+        after.len()
+    );
+
+    // A restarted router starts from its config (both decodes): the stack takes decode-1 off
+    // it again, and a later scale-up puts it back.
+    s.scale(Role::Decode, 1).await.unwrap();
+    s.restart("router").await.expect("router restarts");
+    let names: Vec<String> = routed(&s).await.into_iter().map(|w| w.0).collect();
+    assert_eq!(names, ["prefill-0", "decode-0"], "after the router restart");
+    s.scale(Role::Decode, 2).await.unwrap();
+    let names: Vec<String> = routed(&s).await.into_iter().map(|w| w.0).collect();
+    assert_eq!(names, ["prefill-0", "decode-0", "decode-1"]);
+    s.shutdown().await;
+}
+
+/// The same below the start layout behind SGLang's gateway (skipped, with a note, when
+/// `sglang-router` is not installed, unless `PDCHAOS_REQUIRE_ROUTERS=1`): the stopped
+/// start-layout decode node is removed through the gateway's `DELETE /workers/{id}`, added back
+/// through its `POST /workers`, and serves again; no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sglang_gateway_drops_and_takes_back_a_start_layout_node() {
+    use pdchaos::sim::stack::{RouterKind, find_router};
+    if let Err(e) = find_router(RouterKind::Sglang) {
+        if std::env::var("PDCHAOS_REQUIRE_ROUTERS").as_deref() == Ok("1") {
+            panic!("sglang-router is not installed: {e} (PDCHAOS_REQUIRE_ROUTERS=1)");
+        }
+        eprintln!("SKIPPED (not passed): sglang-router is not installed: {e}");
+        return;
+    }
+    let mut cfg = StackConfig::new(env!("CARGO_BIN_EXE_pdchaos"));
+    cfg.router = RouterKind::Sglang;
+    cfg.decode = 2;
+    let s = Stack::start(cfg).await.expect("stack starts");
+    // The gateway lists workers by URL: (worker_type, healthy) of each.
+    let decodes = || async {
+        let url = format!("{}/workers", s.base_url().trim_end_matches("/v1"));
+        let v: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        let ws = v["workers"].as_array().cloned().unwrap_or_default();
+        ws.iter()
+            .filter(|w| w["worker_type"] == "decode")
+            .map(|w| w["is_healthy"] == true)
+            .collect::<Vec<bool>>()
+    };
+    assert_eq!(decodes().await, [true, true]);
+    let load = Background::start(&s);
+    load.wait_for(8).await;
+    s.scale(Role::Decode, 1)
+        .await
+        .expect("scales below the layout");
+    let shrunk = pdchaos::clock::now_us();
+    assert_eq!(
+        decodes().await,
+        [true],
+        "the stopped decode-1 is off the gateway"
+    );
+    load.wait_for(load.done() + 12).await;
+    s.scale(Role::Decode, 2).await.expect("scales back");
+    let grown = pdchaos::clock::now_us();
+    assert_eq!(decodes().await, [true, true]);
+    load.wait_for(load.done() + 16).await;
+    let recs = load.finish().await;
+    let sum = load::summarize(&recs, None);
+    assert_eq!(sum.requests.failed, 0, "{:?}", sum.outcomes);
+    let between: Vec<RequestRecord> = recs
+        .iter()
+        .filter(|r| r.sent_us >= shrunk && r.sent_us < grown)
+        .cloned()
+        .collect();
+    assert_eq!(served_by(&between, "decode-0"), between.len());
+    let after: Vec<RequestRecord> = recs
+        .iter()
+        .filter(|r| r.sent_us >= grown)
+        .cloned()
+        .collect();
+    assert!(
+        served_by(&after, "decode-1") >= 2,
+        "decode-1 served {} of {} after scaling back",
+        served_by(&after, "decode-1"),
+        after.len()
+    );
+    s.shutdown().await;
+}
+
 /// With groups, a grown node joins the group with the fewest of its role and follows the
 /// group naming (`g0-prefill-1`); our router adds it to that group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,4 +608,50 @@ async fn a_node_that_exits_before_answering_is_named_at_once() {
     };
     assert!(err.contains("exited"), "{err}");
     assert!(err.contains("prefill-0") || err.contains("router"), "{err}");
+}
+
+/// `nodes()` is sync (the fault layer calls it from `NodeControl`) and must never miss a node:
+/// read in a tight loop from another thread while scalings grow, stop and restart slots, every
+/// snapshot lists every node, grown ones once they exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_lists_every_node_while_a_scale_is_in_progress() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut cfg = StackConfig::new(env!("CARGO_BIN_EXE_pdchaos"));
+    cfg.decode = 2;
+    cfg.toxiproxy = false;
+    let s = Stack::start(cfg).await.expect("stack starts");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let (s, stop) = (s.clone(), stop.clone());
+        move || {
+            let start = ["prefill-0", "decode-0", "decode-1", "router"];
+            let (mut reads, mut wrong) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let names: Vec<String> = s.nodes().into_iter().map(|n| n.name).collect();
+                reads += 1;
+                let complete = start.iter().all(|n| names.iter().any(|m| m == n))
+                    && names
+                        .iter()
+                        .all(|n| start.contains(&n.as_str()) || n == "decode-2");
+                if !complete && wrong.len() < 5 {
+                    wrong.push(names);
+                }
+            }
+            (reads, wrong)
+        }
+    });
+    s.scale(Role::Decode, 3).await.expect("grows");
+    s.scale(Role::Decode, 1).await.expect("shrinks");
+    s.scale(Role::Decode, 2).await.expect("grows back");
+    stop.store(true, Ordering::Relaxed);
+    let (reads, wrong) = reader.join().unwrap();
+    assert!(reads > 100, "only {reads} reads during the scalings");
+    assert!(wrong.is_empty(), "{reads} reads, incomplete: {wrong:?}");
+    let names: Vec<String> = s.nodes().into_iter().map(|n| n.name).collect();
+    assert_eq!(
+        names,
+        ["prefill-0", "decode-0", "decode-1", "router", "decode-2"]
+    );
+    s.shutdown().await;
 }
