@@ -169,7 +169,7 @@ pub fn all() -> Vec<StepDef> {
 /// docs/steps.md, generated from [`all`] (a test keeps the committed file up to date).
 pub fn markdown() -> String {
     let mut out = String::from(
-        "# Steps\n\nGenerated from `src/suite/steps.rs` (`pdchaos run --list-steps`). Windows are `before the fault`, `during the fault`, `after the fault`, `over the whole run`. Every step times out after ",
+        "# Steps\n\nGenerated from `src/suite/steps/` (`pdchaos run --list-steps`). Windows are `before the fault`, `during the fault`, `after the fault`, `over the whole run`. Every step times out after ",
     );
     out.push_str(&format!("{} s.\n\n", STEP_TIMEOUT.as_secs()));
     for (kind, title) in [
