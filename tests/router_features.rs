@@ -318,7 +318,10 @@ fn vllm_router_decode_failure_feature() {
             ),
             (
                 "One of three decode nodes is killed",
-                Fail {
+                // Not `Fail`: 87.6% against the 90% bound in the scorecard's runs, ~4 requests
+                // short; how many 500s land depends on where the kill falls in vLLM's 1 s
+                // health-check cycle, so a run can pass. When it fails, it must be this way.
+                PassOrFail {
                     check: "success rate whole >= 90%",
                     says: &["HTTP 500", "Decode request failed"],
                     why: "findings 2: the dead decode's share gets 500 until the health checks \
