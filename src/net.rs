@@ -39,7 +39,7 @@ static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 /// not handed out before by this process. Falls back to a kernel-chosen port when no such port
 /// can be found (a machine whose ephemeral range starts too low to leave room below it).
 pub fn free_loopback_addr() -> std::io::Result<SocketAddr> {
-    let (eph_low, _) = ephemeral_range();
+    let eph_low = ephemeral_low();
     let mut taken = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     let taken = taken.get_or_insert_with(HashSet::new);
     if eph_low > LOWEST + 100 {
@@ -60,15 +60,12 @@ pub fn free_loopback_addr() -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// The kernel's ephemeral port range (Linux's default when it cannot be read).
-fn ephemeral_range() -> (u16, u16) {
+/// The lowest port of the kernel's ephemeral range (Linux's default when it cannot be read).
+fn ephemeral_low() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32_768, 60_999))
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 #[cfg(test)]
@@ -77,7 +74,7 @@ mod tests {
 
     #[test]
     fn ports_are_distinct_bindable_and_below_the_ephemeral_range() {
-        let (low, _) = ephemeral_range();
+        let low = ephemeral_low();
         let mut seen = HashSet::new();
         for _ in 0..50 {
             let a = free_loopback_addr().unwrap();

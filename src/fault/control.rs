@@ -34,6 +34,13 @@ pub struct NodeProcess {
 pub trait NodeControl: Send + Sync {
     /// Every node, running or not, in a stable order.
     fn nodes(&self) -> Vec<NodeProcess>;
+    /// How many nodes of `role` have a process (what a scale fault sets and its undo restores).
+    fn running(&self, role: Role) -> usize {
+        self.nodes()
+            .iter()
+            .filter(|n| n.role == role && n.pid.is_some())
+            .count()
+    }
     /// SIGKILL the node; returns once the process has exited and been reaped.
     fn kill<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ControlError>>;
     /// SIGTERM, then SIGKILL after `grace`; returns once the process has exited.

@@ -223,13 +223,13 @@ fn spread(runs: &[Cell], figure: impl Fn(&Cell) -> String) -> String {
 /// The result over the runs: `pass`, `**FAIL**`, `skipped`, or `**2/3 pass**` when the runs
 /// disagree (the router's behaviour depends on timing).
 fn combined_result(runs: &[Cell]) -> String {
-    let passes = runs.iter().filter(|c| c.result == "pass").count();
-    match runs.first().map(|c| c.result.as_str()) {
-        None => "not run".into(),
-        Some("skipped") => "skipped".into(),
-        _ if passes == runs.len() => "pass".into(),
-        _ if passes == 0 => "**FAIL**".into(),
-        _ => format!("**{passes}/{} pass**", runs.len()),
+    match outcome(runs) {
+        "fail" => "**FAIL**".into(),
+        "mixed" => {
+            let passes = runs.iter().filter(|c| c.result == "pass").count();
+            format!("**{passes}/{} pass**", runs.len())
+        }
+        word => word.into(),
     }
 }
 

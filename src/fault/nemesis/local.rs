@@ -103,12 +103,7 @@ impl Nemesis {
                 .collect(),
             FaultKind::Scale { .. } => {
                 let role = role_of(id, &spec.target)?;
-                let running = self
-                    .control(id)?
-                    .nodes()
-                    .iter()
-                    .filter(|n| n.role == role && n.pid.is_some())
-                    .count();
+                let running = self.control(id)?.running(role);
                 vec![Undo::Scale {
                     role,
                     replicas: running,
@@ -213,12 +208,7 @@ impl Nemesis {
             }
             FaultKind::Scale { replicas } => {
                 let role = role_of(id, &spec.target)?;
-                let running = self
-                    .control(id)?
-                    .nodes()
-                    .iter()
-                    .filter(|n| n.role == role && n.pid.is_some())
-                    .count();
+                let running = self.control(id)?.running(role);
                 if running != *replicas as usize {
                     return Err(not(format!(
                         "{running} {role} nodes run, expected {replicas}"

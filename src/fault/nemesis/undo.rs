@@ -113,12 +113,7 @@ pub async fn verify_undo(u: &Undo, healers: Healers<'_>) -> Result<(), String> {
             _ => Err(format!("{node} is not running")),
         },
         Undo::Scale { role, replicas } => {
-            let running = control.map(|c| {
-                c.nodes()
-                    .iter()
-                    .filter(|n| n.role == *role && n.pid.is_some())
-                    .count()
-            });
+            let running = control.map(|c| c.running(*role));
             if running == Some(*replicas) {
                 Ok(())
             } else {
